@@ -1,0 +1,40 @@
+"""Everything meta-training optimises, in one module: the teacher, its inputs and the inner hyper-parameters."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gtn_core.config import GTNConfig
+from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.teacher import Teacher, TeacherInputs, curriculum_labels
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """An independent CPU generator per random stream (noise, training, evaluation) of a run."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
+
+
+class GTN(nn.Module):
+    """Teacher + teacher inputs + per-step inner lr/momentum; `curriculum()` yields the K synthetic batches."""
+
+    def __init__(self, cfg: GTNConfig) -> None:
+        super().__init__()
+        torch.manual_seed(cfg.seed)  # teacher weight init
+        self.teacher = Teacher(cfg.teacher)
+        self.inputs = TeacherInputs(cfg.variant, cfg.inner_steps, cfg.batch_size, cfg.teacher.noise_size,
+                                    cfg.noise_distribution, seeded_generator(cfg.seed, stream=0))
+        self.hparams = InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)
+        self.register_buffer("labels", curriculum_labels(cfg.inner_steps, cfg.batch_size, cfg.teacher.num_classes))
+
+    def curriculum(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthetic images (K, B, C, H, W) and their labels (K, B) for one inner loop."""
+        return self.teacher.curriculum(self.inputs(), self.labels), self.labels
+
+    def param_groups(self, cfg: GTNConfig) -> list[dict]:
+        """Adam parameter groups: teacher weights, learned inputs (if any) and inner hyper-parameters."""
+        groups = [{"params": list(self.teacher.parameters()), "lr": cfg.teacher_lr, "name": "teacher"},
+                  {"params": list(self.hparams.parameters()), "lr": cfg.hyper_lr, "name": "inner_hparams"}]
+        inputs = list(self.inputs.parameters())
+        if inputs:
+            groups.append({"params": inputs, "lr": cfg.inputs_lr, "name": "inputs"})
+        return groups

@@ -1,0 +1,28 @@
+"""Learned inner-loop hyper-parameters: one learning rate and one momentum per inner step, in log space."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class InnerHyperParams(nn.Module):
+    """Per-step lr = exp(log_lr[t]) and momentum = sigmoid(logit_momentum[t]) (log-odds keeps it in (0, 1))."""
+
+    def __init__(self, inner_steps: int, lr_init: float, momentum_init: float) -> None:
+        super().__init__()
+        if lr_init <= 0:
+            raise ValueError(f"lr_init={lr_init!r}: expected a positive learning rate")
+        if not 0.0 < momentum_init < 1.0:
+            raise ValueError(f"momentum_init={momentum_init!r}: expected a value in (0, 1)")
+        self.log_lr = nn.Parameter(torch.full((inner_steps,), math.log(lr_init)))
+        self.logit_momentum = nn.Parameter(torch.full((inner_steps,), math.log(momentum_init / (1 - momentum_init))))
+
+    def lrs(self) -> torch.Tensor:
+        """Learning rate of each inner step, shape (K,)."""
+        return self.log_lr.exp()
+
+    def momenta(self) -> torch.Tensor:
+        """Momentum of each inner step, shape (K,)."""
+        return torch.sigmoid(self.logit_momentum)
