@@ -1,0 +1,98 @@
+"""Teacher, teacher-input variants, checkpoints, meta-test order and the curriculum picture."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config
+from gtn_core.checkpoint import load_checkpoint, save_checkpoint
+from gtn_core.evaluate import meta_test, shuffled_order
+from gtn_core.gtn import GTN
+from gtn_core.teacher import TeacherInputs, curriculum_labels
+from gtn_core.visualize import save_curriculum_png
+
+
+def test_curriculum_has_the_documented_shapes_and_range():
+    cfg = tiny_config()
+    images, labels = GTN(cfg).curriculum()
+    assert images.shape == (3, 6, 1, 8, 8)
+    assert labels.shape == (3, 6)
+    assert images.min() >= -1 and images.max() <= 1
+
+
+def test_labels_are_fixed_and_as_even_as_possible():
+    labels = curriculum_labels(inner_steps=20, batch_size=32, num_classes=10)
+    counts = torch.bincount(labels.flatten(), minlength=10)
+    assert counts.tolist() == [64] * 10
+    per_step = torch.stack([torch.bincount(row, minlength=10) for row in labels])
+    assert per_step.max() - per_step.min() <= 1
+    assert torch.equal(labels, curriculum_labels(20, 32, 10))
+
+
+def test_random_inputs_change_between_outer_steps_and_fixed_ones_do_not():
+    cfg = tiny_config(variant="random")
+    gtn = GTN(cfg)
+    assert not torch.equal(gtn.inputs(), gtn.inputs())
+    for variant in ("random_fixed", "learned"):
+        gtn = GTN(tiny_config(variant=variant))
+        assert torch.equal(gtn.inputs(), gtn.inputs())
+
+
+def test_input_distributions(float64):
+    for distribution, check in (("uniform", lambda x: x.abs().max() <= 1), ("normal", lambda x: x.abs().max() > 1)):
+        inputs = TeacherInputs("random", 10, 32, 8, distribution, torch.Generator().manual_seed(0))
+        assert check(inputs())
+
+
+def test_random_fixed_inputs_survive_a_checkpoint_round_trip(tmp_path):
+    cfg = tiny_config(variant="random_fixed", seed=5)
+    gtn = GTN(cfg)
+    with torch.no_grad():
+        gtn.teacher.dense[0].weight.add_(1.0)  # a trained teacher differs from a fresh one
+    path = save_checkpoint(gtn, cfg, tmp_path / "teacher.pt")
+    other_seed = GTN(tiny_config(variant="random_fixed", seed=6))
+    assert not torch.equal(other_seed.inputs(), gtn.inputs())
+    restored, restored_cfg = load_checkpoint(path)
+    assert restored_cfg == cfg
+    assert torch.equal(restored.inputs(), gtn.inputs())
+    torch.testing.assert_close(restored.curriculum()[0], gtn.curriculum()[0], rtol=0, atol=0)
+
+
+def test_random_inputs_continue_their_stream_after_reload(tmp_path):
+    cfg = tiny_config(variant="random")
+    gtn = GTN(cfg)
+    gtn.inputs()
+    path = save_checkpoint(gtn, cfg, tmp_path / "teacher.pt")
+    restored, _ = load_checkpoint(path)
+    assert torch.equal(restored.inputs(), gtn.inputs())
+
+
+def test_load_checkpoint_names_a_bad_file(tmp_path):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="teacher.pt"):
+        load_checkpoint(bad)
+    torch.save({"something": 1}, bad)
+    with pytest.raises(ValueError, match="format_version"):
+        load_checkpoint(bad)
+
+
+def test_shuffled_meta_test_moves_whole_batches_and_validates_the_order():
+    cfg = tiny_config()
+    gtn = GTN(cfg)
+    order = shuffled_order(cfg.inner_steps, torch.Generator().manual_seed(1))
+    assert sorted(order.tolist()) == [0, 1, 2]
+    same = [meta_test(gtn, cfg, torch.Generator().manual_seed(0), order=o)[1] for o in (None, torch.arange(3))]
+    torch.testing.assert_close(same[0].params, same[1].params)
+    shuffled = meta_test(gtn, cfg, torch.Generator().manual_seed(0), order=torch.tensor([2, 0, 1]))[1]
+    assert not torch.equal(shuffled.params["classifier.weight"], same[0].params["classifier.weight"])
+    with pytest.raises(ValueError, match="permutation of range\\(3\\)"):
+        meta_test(gtn, cfg, torch.Generator(), order=torch.tensor([0, 0, 1]))
+
+
+def test_curriculum_png_has_one_tile_per_step_and_position(tmp_path):
+    images, _ = GTN(tiny_config()).curriculum()
+    path = save_curriculum_png(images, tmp_path / "curriculum.png")
+    picture = np.asarray(Image.open(path))
+    assert picture.shape == (3 * 9 - 1, 6 * 9 - 1)
+    assert len(np.unique(picture)) > 2

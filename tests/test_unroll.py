@@ -1,0 +1,81 @@
+"""The unrolled inner loop: it is SGD with momentum, with or without a graph, in both backends."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_config
+from gtn_core.learner import init_learner
+from gtn_core.unroll import initial_state, learner_logits, unroll
+
+BACKENDS = ("func", "higher")
+
+
+def _problem(seed=0, steps=4, batch=6):
+    cfg = tiny_config()
+    generator = torch.Generator().manual_seed(seed)
+    learner = init_learner(cfg.learner, generator)
+    images = torch.randn(steps, batch, 1, 8, 8, generator=generator)
+    labels = torch.randint(0, 3, (steps, batch), generator=generator)
+    lrs = torch.tensor([0.3, 0.1, 0.2, 0.05])[:steps]
+    momenta = torch.tensor([0.9, 0.5, 0.1, 0.7])[:steps]  # in (0, 1), as sigmoid-parametrised momenta are
+    return learner, images, labels, lrs, momenta
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unroll_matches_torch_sgd_step_for_step(backend, float64):
+    learner, images, labels, lrs, momenta = _problem()
+    reference = copy.deepcopy(learner).train()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=1.0, momentum=0.5)
+    start = initial_state(learner)
+    for step in range(len(lrs)):
+        optimizer.param_groups[0].update(lr=lrs[step].item(), momentum=momenta[step].item())
+        optimizer.zero_grad()
+        F.cross_entropy(reference(images[step]), labels[step]).backward()
+        optimizer.step()
+        state = unroll(learner, start, images[:step + 1], labels[:step + 1], lrs[:step + 1], momenta[:step + 1],
+                       create_graph=False, backend=backend)
+        for name, param in reference.named_parameters():
+            torch.testing.assert_close(state.params[name], param.detach(), rtol=1e-10, atol=1e-12)
+        for name, buffer in reference.named_buffers():
+            torch.testing.assert_close(state.buffers[name], buffer, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_graph_flag_changes_memory_not_values(backend, float64):
+    learner, images, labels, lrs, momenta = _problem()
+    start = initial_state(learner)
+    kept = unroll(learner, start, images, labels, lrs, momenta, create_graph=True, backend=backend)
+    dropped = unroll(learner, start, images, labels, lrs, momenta, create_graph=False, backend=backend)
+    for name in kept.params:
+        assert kept.params[name].grad_fn is not None
+        assert dropped.params[name].grad_fn is None
+        torch.testing.assert_close(kept.params[name].detach(), dropped.params[name])
+
+
+def test_unroll_leaves_its_input_state_untouched():
+    learner, images, labels, lrs, momenta = _problem()
+    start = initial_state(learner)
+    before = {name: b.clone() for name, b in start.buffers.items()}
+    unroll(learner, start, images, labels, lrs, momenta, create_graph=False)
+    learner_logits(learner, start, images[0], "train")
+    for name, buffer in start.buffers.items():
+        torch.testing.assert_close(buffer, before[name])
+
+
+def test_unroll_rejects_mismatched_shapes_and_unknown_backend():
+    learner, images, labels, lrs, momenta = _problem()
+    start = initial_state(learner)
+    with pytest.raises(ValueError, match=r"expected \(4,\) each"):
+        unroll(learner, start, images, labels, lrs[:2], momenta, create_graph=False)
+    with pytest.raises(ValueError, match="expected images"):
+        unroll(learner, start, images[0], labels, lrs, momenta, create_graph=False)
+    with pytest.raises(ValueError, match="'jax'.*func, higher"):
+        unroll(learner, start, images, labels, lrs, momenta, create_graph=False, backend="jax")
+
+
+def test_learner_logits_rejects_unknown_bn_mode():
+    learner, images, *_ = _problem()
+    with pytest.raises(ValueError, match="'frozen'"):
+        learner_logits(learner, initial_state(learner), images[0], "frozen")
