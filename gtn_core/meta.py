@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gtn_core.config import GTNConfig
+from gtn_core.data import Dataset, normalize
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.gtn import GTN, seeded_generator
 from gtn_core.learner import init_learner
@@ -24,6 +25,12 @@ class RealData:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+
+
+def to_real_data(dataset: Dataset, device: torch.device) -> RealData:
+    """Normalise a uint8 Dataset to [-1, 1] (the teacher's output range) and move it to `device`."""
+    return RealData(normalize(dataset.train_images).to(device), dataset.train_labels.to(device),
+                    normalize(dataset.test_images).to(device), dataset.test_labels.to(device))
 
 
 @dataclass(frozen=True)
