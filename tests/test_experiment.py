@@ -1,0 +1,93 @@
+"""The Sacred experiment and the study runner, end to end on real MNIST, as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sacred.observers import FileStorageObserver
+
+from experiments import mnist_experiment
+from gtn_core.checkpoint import load_checkpoint
+from gtn_core.data import default_data_root, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mnist_ready():
+    """Real MNIST under the default data root (a no-op when `make` already prepared it)."""
+    prepare("mnist", default_data_root())
+
+
+@pytest.fixture
+def file_store(tmp_path):
+    """Attach a file store in tmp_path to the experiment for one test."""
+    observer = FileStorageObserver(str(tmp_path / "runs"))
+    mnist_experiment.ex.observers.append(observer)
+    yield tmp_path / "runs"
+    mnist_experiment.ex.observers.remove(observer)
+
+
+def _command(*args, runs_dir):
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir)}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_smoke_run_records_config_metrics_and_both_artifacts(file_store):
+    run = mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False, "variant": "random_fixed"})
+    assert run.status == "COMPLETED"
+    record = file_store / str(run._id)
+    config = json.loads((record / "config.json").read_text())
+    assert (config["variant"], config["inner_steps"], config["outer_steps"], config["bn_mode"]) == \
+        ("random_fixed", 5, 6, "train")
+    metrics = json.loads((record / "metrics.json").read_text())
+    assert len(metrics["meta_loss"]["values"]) == 6
+    for name in ("test_accuracy", "train_accuracy", "inner_lr_mean", "inner_momentum_mean"):
+        assert metrics[name]["steps"] == [3, 6], name
+    assert 0.0 <= metrics["test_accuracy"]["values"][-1] <= 1.0
+    assert run.result == metrics["test_accuracy"]["values"][-1]
+    assert set(json.loads((record / "run.json").read_text())["artifacts"]) == {"teacher.pt", "curriculum.png"}
+    assert (record / "curriculum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gtn, cfg = load_checkpoint(record / "teacher.pt")
+    assert cfg.variant == "random_fixed" and gtn.inputs.noise.shape == (5, 16, 64)
+
+
+def test_bad_config_fails_clearly_and_is_recorded(file_store):
+    with pytest.raises(ValueError, match="variant='learnt'"):
+        mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False, "variant": "learnt"})
+    (record,) = [p for p in file_store.iterdir() if p.name.isdigit()]
+    run = json.loads((record / "run.json").read_text())
+    assert run["status"] == "FAILED" and "variant='learnt'" in "".join(run["fail_trace"])
+
+
+def test_docstring_command_runs_the_smoke_experiment(tmp_path):
+    result = _command("experiments/mnist_experiment.py", "with", "smoke", "progress=False", runs_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Completed after" in result.stderr
+    assert (tmp_path / "1" / "teacher.pt").exists()
+
+
+def test_named_configs_set_the_study_shapes(tmp_path):
+    shapes = {"experiment_a": (32, 20), "experiment_b": (32, 10), "experiment_c": (16, 10)}
+    for name, (batch, steps) in shapes.items():
+        result = _command("experiments/mnist_experiment.py", "print_config", "with", name, runs_dir=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"batch_size = {batch}" in result.stdout and f"inner_steps = {steps}" in result.stdout
+
+
+def test_study_runner_smoke_grid_prints_a_summary(tmp_path):
+    result = _command("experiments/run_tasks.py", "--profile", "smoke", "--only", "c", "--variants", "learned,random",
+                      runs_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "c learned s0" in result.stdout and "c random s0" in result.stdout
+    assert result.stdout.count("COMPLETED") == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["1", "2"]
+
+
+def test_study_runner_rejects_bad_options(tmp_path):
+    result = _command("experiments/run_tasks.py", "--variants", "learned,shiny", runs_dir=tmp_path)
+    assert result.returncode == 2 and "'learned,shiny'" in result.stderr
+    result = _command("experiments/run_tasks.py", "--outer-steps", "-5", runs_dir=tmp_path)
+    assert result.returncode == 2 and "'-5': expected a positive integer" in result.stderr
