@@ -69,7 +69,7 @@ class GTNConfig:
     batch_size: int = 32
     inner_steps: int = 20
     outer_steps: int = 1000
-    eval_every: int = 10
+    eval_every: int = 20
     noise_distribution: str = "normal"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -83,7 +83,7 @@ class GTNConfig:
     unroll_backend: str = "func"
     bn_mode: str = "train"
     eval_batch_size: int = 1000
-    train_eval_size: int = 10000
+    train_eval_size: int = 2000
     seed: int = 0
     device: str = "auto"
 
