@@ -102,7 +102,6 @@ def smoke():
     teacher_base_channels = 32
     learner_channels = [8, 16]
     real_batch_size = 64
-    train_eval_size = 2000
 
 
 def build_config(values: dict) -> GTNConfig:

@@ -19,8 +19,9 @@ class GTN(nn.Module):
 
     def __init__(self, cfg: GTNConfig) -> None:
         super().__init__()
-        torch.manual_seed(cfg.seed)  # teacher weight init
-        self.teacher = Teacher(cfg.teacher)
+        with torch.random.fork_rng(devices=[]):  # seed the teacher's init without touching the caller's RNG
+            torch.manual_seed(cfg.seed)
+            self.teacher = Teacher(cfg.teacher)
         self.inputs = TeacherInputs(cfg.variant, cfg.inner_steps, cfg.batch_size, cfg.teacher.noise_size,
                                     cfg.noise_distribution, seeded_generator(cfg.seed, stream=0))
         self.hparams = InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)

@@ -88,3 +88,17 @@ def test_meta_training_lowers_the_meta_loss_and_reports_each_step():
     assert late < early
     accuracies = [r.test_accuracy for r in records if r.test_accuracy is not None]
     assert sum(accuracies) / len(accuracies) > 0.6  # chance is 1/3; a 3-channel learner is noisy per init
+
+
+@pytest.mark.parametrize("variant", ["learned", "random"])
+def test_a_seed_reproduces_a_run_and_another_seed_does_not(variant):
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(64, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (64,), generator=generator)
+    data = RealData(images, labels, images[:32], labels[:32])
+
+    def losses(seed):
+        cfg = tiny_config(variant=variant, outer_steps=4, eval_every=2, seed=seed)
+        return [(r.meta_loss, r.test_accuracy) for r in meta_train(GTN(cfg), cfg, data)]
+
+    assert losses(0) == losses(0)
+    assert losses(0) != losses(1)
