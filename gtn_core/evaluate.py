@@ -9,12 +9,12 @@ from gtn_core.learner import Learner, init_learner
 from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 
-def meta_test(gtn: GTN, cfg: GTNConfig, generator: torch.Generator,
-              order: torch.Tensor | None = None) -> tuple[Learner, LearnerState]:
-    """Train a fresh learner on the curriculum, optionally with its steps permuted by `order`."""
+def meta_test(gtn: GTN, cfg: GTNConfig, generator: torch.Generator, order: torch.Tensor | None = None,
+              curriculum: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Learner, LearnerState]:
+    """Train a fresh learner on the curriculum (generated, or given), optionally with steps permuted by `order`."""
     device = gtn.labels.device
     with torch.no_grad():
-        images, labels = gtn.curriculum()
+        images, labels = curriculum if curriculum is not None else gtn.curriculum()
         lrs, momenta = gtn.hparams.lrs(), gtn.hparams.momenta()
     if order is not None:
         _check_order(order, labels.shape[0])
