@@ -2,7 +2,8 @@
 
 Every run is recorded in the file store `runs/` (or $GTN_RUNS_DIR): config, metrics, the final teacher
 checkpoint (`teacher.pt`: weights, inputs, inner hyper-parameters) and the curriculum picture
-(`curriculum.png`: rows = inner steps, columns = batch positions).
+(`curriculum.png`: rows = inner steps, columns = batch positions). With `--mongo URL` (or $GTN_MONGO_URL) the run
+is also logged to MongoDB for Omniboard (`make board` starts a local one and prints its URL).
 
     python experiments/mnist_experiment.py with smoke
     python experiments/mnist_experiment.py with experiment_a variant=learned
@@ -10,6 +11,7 @@ checkpoint (`teacher.pt`: weights, inputs, inner hyper-parameters) and the curri
     python experiments/mnist_experiment.py with experiment_b variant=random_fixed seed=3 outer_steps=500
     python experiments/mnist_experiment.py with experiment_c dataset=fashion_mnist unroll_backend=higher
     python experiments/mnist_experiment.py print_config with experiment_a
+    python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab
 
 Accuracies are measured with the learner's BatchNorm in `bn_mode` ("train": batch statistics over chunks of
 `eval_batch_size` test images, as GoodAI measured; "eval": running statistics gathered during the unroll).
@@ -27,7 +29,7 @@ from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
-from experiments.observers import attach_observers
+from experiments.observers import attach_observers, mongo_option
 from gtn_core.checkpoint import save_checkpoint
 from gtn_core.config import GTNConfig, LearnerConfig, TeacherConfig
 from gtn_core.data import default_data_root, load_dataset
@@ -36,7 +38,7 @@ from gtn_core.gtn import GTN
 from gtn_core.meta import StepRecord, meta_train, to_real_data
 from gtn_core.visualize import save_curriculum_png
 
-ex = Experiment("gtn_mnist")
+ex = Experiment("gtn_mnist", additional_cli_options=[mongo_option])
 ex.captured_out_filter = apply_backspaces_and_linefeeds  # keep progress-bar redraws out of the log
 
 

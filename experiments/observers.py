@@ -1,13 +1,37 @@
-"""Where Sacred runs are recorded: one helper used by every experiment script."""
+"""Where Sacred runs are recorded: one helper used by every experiment script.
+
+Every run goes to the file store `runs/` (or $GTN_RUNS_DIR). It also goes to MongoDB, for Omniboard, when a URL
+is given: `--mongo URL` on an experiment's command line, `attach_observers(ex, mongo_url=URL)`, or $GTN_MONGO_URL.
+The database is the URL's path, else $GTN_MONGO_DB, else `gtn_lab`. A URL never needs a password in it: one that
+names a user (`mongodb://gtn@127.0.0.1:27017/gtn_lab`) takes the password from $GTN_MONGO_PASSWORD or
+`sacred/.env`. A MongoDB that cannot be reached at start is reported and skipped: the run still goes to the
+file store, so nothing is lost. In MongoDB a run takes the database's next id; the file store's id of the same
+run is in its `meta.file_store_id`.
+"""
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
+import pymongo
+from pymongo import uri_parser
+from pymongo.errors import PyMongoError
 from sacred import Experiment
-from sacred.observers import FileStorageObserver
+from sacred.commandline_options import cli_option
+from sacred.observers import FileStorageObserver, MongoObserver
+from sacred.observers.file_storage import DEFAULT_FILE_STORAGE_PRIORITY as FILE_STORE_PRIORITY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ENV_FILE = REPO_ROOT / "sacred" / ".env"
+MONGO_URL_VARIABLE = "GTN_MONGO_URL"
+MONGO_DB_VARIABLE = "GTN_MONGO_DB"
+MONGO_PASSWORD_VARIABLE = "GTN_MONGO_PASSWORD"
+DEFAULT_MONGO_DB = "gtn_lab"
+CONNECT_TIMEOUT_MS = 2000  # a missing server costs a run this much, once, at start
+
+log = logging.getLogger(__name__)
 
 
 def default_runs_dir() -> Path:
@@ -15,7 +39,99 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("GTN_RUNS_DIR", REPO_ROOT / "runs"))
 
 
-def attach_observers(ex: Experiment, runs_dir: str | Path | None = None) -> None:
-    """Record `ex` in the file store (always); further observers (MongoDB) join here."""
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines of a dotenv file (blank lines, comments and surrounding quotes ignored); {} if absent."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def setting(name: str) -> str | None:
+    """A tracking setting: the environment first, then `sacred/.env`; None when neither has a non-empty value."""
+    return os.environ.get(name) or read_env_file(ENV_FILE).get(name) or None
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced by ***, fit for messages and logs."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+def mongo_settings(url: str) -> tuple[dict, str]:
+    """MongoClient options for `url` (the password from the environment when the URL names a user) and the
+    database to log to."""
+    try:
+        parsed = uri_parser.parse_uri(url)
+    except PyMongoError as error:
+        raise ValueError(f"MongoDB URL {redact(url)!r}: {error}; expected e.g. mongodb://127.0.0.1:27017/gtn_lab") from None
+    options = {"serverSelectionTimeoutMS": CONNECT_TIMEOUT_MS}
+    if parsed["username"] and not parsed["password"]:
+        password = setting(MONGO_PASSWORD_VARIABLE)
+        if password is None:
+            raise ValueError(f"MongoDB URL {redact(url)!r} names user {parsed['username']!r} but "
+                             f"{MONGO_PASSWORD_VARIABLE} is set neither in the environment nor in {ENV_FILE}")
+        options.update(password=password, authSource=parsed["options"].get("authSource", "admin"))
+    return options, parsed["database"] or setting(MONGO_DB_VARIABLE) or DEFAULT_MONGO_DB
+
+
+class NumberingMongoObserver(MongoObserver):
+    """A MongoObserver that numbers runs in its own database instead of reusing the file store's run id.
+
+    The file store (higher priority) names the run `runs/<id>`; reusing that id in a database shared by several
+    file stores, or the database's id in a file store with older runs, would collide and fail the run at start.
+    So this observer takes its database's next free id and records the file store's as `meta.file_store_id`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(priority=FILE_STORE_PRIORITY - 10, **kwargs)
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        """Insert the run under the database's next id; the file store's id goes into its meta info."""
+        return super().started_event(ex_info, command, host_info, start_time, config,
+                                     {**meta_info, "file_store_id": _id}, _id=None)
+
+
+def mongo_observer(url: str, failure_dir: str | Path) -> MongoObserver | None:
+    """A MongoObserver for `url`, or None (with a warning naming the URL) when MongoDB does not answer a ping."""
+    options, db_name = mongo_settings(url)
+    client = pymongo.MongoClient(url, **options)
+    try:
+        client.admin.command("ping")
+    except PyMongoError as error:
+        client.close()
+        reason = str(error).split(" (configured timeouts")[0].split(", full error")[0]  # pymongo's first clause
+        log.warning("MongoDB at %s cannot be used (%s: %s); this run is recorded in the file store %s only",
+                    redact(url), type(error).__name__, reason, failure_dir)
+        return None
+    log.info("Logging to MongoDB at %s, database %s", redact(url), db_name)
+    # failure_dir: where Sacred pickles the run entry if MongoDB goes away before the run ends
+    return NumberingMongoObserver(client=client, db_name=db_name, failure_dir=str(failure_dir))
+
+
+def use_mongo(observers: list, url: str, runs_dir: str | Path) -> None:
+    """Make `url` the one MongoDB that `observers` report to (dropped if unreachable); the file store stays."""
+    observer = mongo_observer(url, runs_dir)
+    observers[:] = [existing for existing in observers if not isinstance(existing, MongoObserver)]
+    if observer is not None:
+        observers.append(observer)
+
+
+def attach_observers(ex: Experiment, runs_dir: str | Path | None = None, mongo_url: str | None = None) -> None:
+    """Record `ex` in the file store (always) and in MongoDB at `mongo_url` or $GTN_MONGO_URL (when given)."""
+    runs_dir = Path(runs_dir or default_runs_dir())
     if not any(isinstance(observer, FileStorageObserver) for observer in ex.observers):
-        ex.observers.append(FileStorageObserver(str(runs_dir or default_runs_dir())))
+        ex.observers.append(FileStorageObserver(str(runs_dir)))
+    url = mongo_url or os.environ.get(MONGO_URL_VARIABLE)
+    if url and not any(isinstance(observer, MongoObserver) for observer in ex.observers):
+        use_mongo(ex.observers, url, runs_dir)
+
+
+@cli_option("-M", "--mongo")
+def mongo_option(url, run):
+    """Also log this run to MongoDB at URL, e.g. mongodb://127.0.0.1:27018/gtn_lab (replaces $GTN_MONGO_URL)."""
+    file_stores = [observer.basedir for observer in run.observers if isinstance(observer, FileStorageObserver)]
+    use_mongo(run.observers, url, file_stores[0] if file_stores else default_runs_dir())
