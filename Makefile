@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 DATA_STAMP := data/.prepared
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+BOARD_ARGS ?=
+OMNIBOARD_STAMP := tools/omniboard/node_modules/.installed
 
-.PHONY: setup data run smoke test bench
+.PHONY: setup data run smoke test bench board stack-tools chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +38,26 @@ run: setup
 smoke: setup
 	$(PY) experiments/run_tasks.py --profile smoke $(RUN_ARGS)
 
-test: setup
+# The tracking stack's tools. Omniboard at the versions of its lock file (~530 MB from npm), for `make board` and
+# the tracking tests; headless Chromium for their browser check, installed here when running as root (as in CI),
+# otherwise the message says how. Without them those tests skip, and fail when CI is set.
+$(OMNIBOARD_STAMP): tools/omniboard/package.json tools/omniboard/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tools/omniboard --no-audit --no-fund && touch $@; \
+	else echo "npm is missing (apt-get install nodejs npm): Omniboard is not installed"; fi
+
+chromium:
+	-@command -v chromium >/dev/null || if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium is missing: sudo apt-get install chromium"; fi
+
+stack-tools: $(OMNIBOARD_STAMP) chromium
+
+test: setup stack-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Docker-free tracking stack: SecantusDB + Omniboard on 127.0.0.1 (BOARD_ARGS="--port 9001" etc.); Ctrl-C stops it.
+board: setup $(OMNIBOARD_STAMP)
+	$(PY) experiments/board.py $(BOARD_ARGS)
 
 bench: setup
 	$(PY) bench/outer_step.py
