@@ -10,8 +10,9 @@ RUN_ARGS ?=
 PYTEST_ARGS ?=
 BOARD_ARGS ?=
 OMNIBOARD_STAMP := tools/omniboard/node_modules/.installed
+DEBIAN_TOOLS := chromium docker-compose
 
-.PHONY: setup data run smoke test bench board stack-tools chromium
+.PHONY: setup data run smoke test bench board stack-tools debian-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,19 +39,21 @@ run: setup
 smoke: setup
 	$(PY) experiments/run_tasks.py --profile smoke $(RUN_ARGS)
 
-# The tracking stack's tools. Omniboard at the versions of its lock file (~530 MB from npm), for `make board` and
-# the tracking tests; headless Chromium for their browser check, installed here when running as root (as in CI),
-# otherwise the message says how. Without them those tests skip, and fail when CI is set.
+# The tracking tests' tools. Omniboard at the versions of its lock file (~530 MB from npm), also for `make board`;
+# from Debian, headless Chromium (the browser check) and docker-compose (validates sacred/docker-compose.yml with
+# no Docker engine), installed here when running as root (as in CI), otherwise the message says how.
+# Without Omniboard or Chromium those tests skip, and fail when CI is set.
 $(OMNIBOARD_STAMP): tools/omniboard/package.json tools/omniboard/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tools/omniboard --no-audit --no-fund && touch $@; \
 	else echo "npm is missing (apt-get install nodejs npm): Omniboard is not installed"; fi
 
-chromium:
-	-@command -v chromium >/dev/null || if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	else echo "chromium is missing: sudo apt-get install chromium"; fi
+debian-tools:
+	-@missing=$$(for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || echo $$tool; done); \
+	if [ -z "$$missing" ]; then :; elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "missing:" $$missing "(sudo apt-get install" $$missing"): the tests that need them skip"; fi
 
-stack-tools: $(OMNIBOARD_STAMP) chromium
+stack-tools: $(OMNIBOARD_STAMP) debian-tools
 
 test: setup stack-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
