@@ -33,7 +33,7 @@ OMNIBOARD_START = OMNIBOARD_DIR / "node_modules" / "omniboard" / "dist" / "start
 LISTEN_PRELOAD = OMNIBOARD_DIR / "listen_localhost.js"  # Omniboard itself would listen on all interfaces
 HOST = "127.0.0.1"
 BASE_PATH = "/sacred"  # Omniboard serves its UI and API (e.g. /sacred/api/v1/Runs) under the database's path
-DEFAULT_DB = "gtn_lab"
+DEFAULT_DB = "gtn_lab"  # observers.DEFAULT_MONGO_DB, not imported: this script needs no Sacred
 
 
 def free_port() -> int:
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=9000, help="Omniboard's port (default 9000)")
     parser.add_argument("--db-port", type=int, default=27018, help="SecantusDB's port (default 27018)")
     parser.add_argument("--db-name", default=DEFAULT_DB, help=f"database the runs go to (default {DEFAULT_DB})")
-    parser.add_argument("--data-dir", type=Path, default=STATE_DIR / "db", help="SecantusDB storage (default .board/db)")
+    parser.add_argument("--data-dir", type=Path, default=STATE_DIR / "db", help="database files (default .board/db)")
     return parser
 
 

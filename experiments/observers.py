@@ -62,12 +62,12 @@ def redact(url: str) -> str:
 
 
 def mongo_settings(url: str) -> tuple[dict, str]:
-    """MongoClient options for `url` (the password from the environment when the URL names a user) and the
-    database to log to."""
+    """MongoClient options for `url` (a password from the environment if it names a user) and the database."""
     try:
         parsed = uri_parser.parse_uri(url)
     except PyMongoError as error:
-        raise ValueError(f"MongoDB URL {redact(url)!r}: {error}; expected e.g. mongodb://127.0.0.1:27017/gtn_lab") from None
+        raise ValueError(f"MongoDB URL {redact(url)!r}: {error}; "
+                         "expected e.g. mongodb://127.0.0.1:27017/gtn_lab") from None
     options = {"serverSelectionTimeoutMS": CONNECT_TIMEOUT_MS}
     if parsed["username"] and not parsed["password"]:
         password = setting(MONGO_PASSWORD_VARIABLE)
@@ -95,7 +95,7 @@ class NumberingMongoObserver(MongoObserver):
                                      {**meta_info, "file_store_id": _id}, _id=None)
 
 
-def mongo_observer(url: str, failure_dir: str | Path) -> MongoObserver | None:
+def mongo_observer(url: str, runs_dir: str | Path) -> MongoObserver | None:
     """A MongoObserver for `url`, or None (with a warning naming the URL) when MongoDB does not answer a ping."""
     options, db_name = mongo_settings(url)
     client = pymongo.MongoClient(url, **options)
@@ -105,11 +105,11 @@ def mongo_observer(url: str, failure_dir: str | Path) -> MongoObserver | None:
         client.close()
         reason = str(error).split(" (configured timeouts")[0].split(", full error")[0]  # pymongo's first clause
         log.warning("MongoDB at %s cannot be used (%s: %s); this run is recorded in the file store %s only",
-                    redact(url), type(error).__name__, reason, failure_dir)
+                    redact(url), type(error).__name__, reason, runs_dir)
         return None
     log.info("Logging to MongoDB at %s, database %s", redact(url), db_name)
-    # failure_dir: where Sacred pickles the run entry if MongoDB goes away before the run ends
-    return NumberingMongoObserver(client=client, db_name=db_name, failure_dir=str(failure_dir))
+    # failure_dir: where Sacred pickles the run's record if MongoDB goes away before the run ends
+    return NumberingMongoObserver(client=client, db_name=db_name, failure_dir=str(runs_dir))
 
 
 def use_mongo(observers: list, url: str, runs_dir: str | Path) -> None:
