@@ -1,113 +1,295 @@
-"""Run the curriculum study: experiments A, B, C x teacher-input variants, one Sacred run per cell.
+"""Run the curriculum study: experiments A, B, C x teacher-input variants x seeds, then the shuffle ablation.
 
-    python experiments/run_tasks.py                      # full study (A/B/C x learned/random_fixed/random)
-    python experiments/run_tasks.py --profile smoke      # the same grid with the `smoke` config: minutes
-    python experiments/run_tasks.py --only a --variants learned,random --outer-steps 300
-    python experiments/run_tasks.py --dry-run            # print the plan, run nothing
+    python experiments/run_tasks.py                      # full study: A/B/C x learned/random_fixed/random, seed 0
+    python experiments/run_tasks.py --profile smoke      # the same grid on tiny `smoke` configs: minutes
+    python experiments/run_tasks.py --only a --variants learned,random --seeds 3 --outer-steps 300
+    python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
+    python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
+    python experiments/run_tasks.py --dry-run            # the plan, and what is already done
 
-Cells run one after another in this process; each is recorded in the file store (`runs/` or --runs-dir).
-The exit code is 0 only when every cell completed.
+Each cell is one Sacred run of mnist_experiment.py; after the grid, each finished teacher gets one run of
+shuffle_ablation.py. Both are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with
+--mongo URL, in MongoDB too. Resume: a cell whose run is already COMPLETED in the file store with the same
+config is skipped, so stopping the study (Ctrl-C) and starting it again only runs what is missing; failed or
+interrupted runs are run again. One failing cell does not stop the others; the exit code is 0 only when every
+cell completed.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
 
-from experiments.mnist_experiment import ex
-from experiments.observers import attach_observers
+from tqdm import tqdm
+
+from experiments.observers import attach_observers, default_runs_dir
+from experiments.store import StoredRun, read_runs, same_config
 from gtn_core.config import VARIANTS
 
 EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c"}
 PROFILES = ("full", "smoke")
+TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
+EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation"}
+IGNORED_KEYS = ("progress", "data_root")  # they change how a run looks, not what it computes
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One run of the grid."""
+class Task:
+    """One Sacred run to make: which experiment module, with which named configs and updates."""
 
-    experiment: str
-    variant: str
-    seed: int
+    label: str
+    module: str
+    named_configs: tuple[str, ...]
+    updates: dict = field(hash=False)
 
-    def named_configs(self, profile: str) -> list[str]:
-        """Sacred named configs: the experiment's shape, then `smoke` for the smoke profile."""
-        return [EXPERIMENTS[self.experiment]] + (["smoke"] if profile == "smoke" else [])
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a task."""
+
+    task: Task
+    status: str
+    run_id: str | None = None
+    result: object = None
+    seconds: float = 0.0
+    error: str = ""
+    reused: bool = False  # completed in an earlier invocation (resume)
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     """Split a comma-separated option and reject values outside `allowed`."""
     values = [value.strip() for value in text.split(",") if value.strip()]
-    unknown = [value for value in values if value not in allowed]
-    if unknown or not values:
+    if not values or any(value not in allowed for value in values):
         raise argparse.ArgumentTypeError(f"{what} {text!r}: expected a comma-separated subset of {', '.join(allowed)}")
     return values
 
 
 def positive_int(text: str) -> int:
     """argparse type for counts that must be >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+    if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the study runner."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=PROFILES, default="full")
-    parser.add_argument("--only", type=lambda t: parse_list(t, tuple(EXPERIMENTS), "--only"), default=list(EXPERIMENTS))
+    parser.add_argument("--only", type=lambda t: parse_list(t, tuple(EXPERIMENTS), "--only"), default=list(EXPERIMENTS),
+                        help="experiments to run, e.g. a,c")
     parser.add_argument("--variants", type=lambda t: parse_list(t, VARIANTS, "--variants"), default=list(VARIANTS))
     parser.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per cell")
     parser.add_argument("--outer-steps", type=positive_int, default=None, help="override outer_steps")
     parser.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
-    parser.add_argument("--runs-dir", default=None, help="file store (default: $GTN_RUNS_DIR or runs/)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 1) // 2),
+                        help="cells run at once, each in its own process (default: cores // 2)")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None, help="dispatch cells to Ray: 'local' or a cluster address")
+    parser.add_argument("--mongo", metavar="URL", default=None, help="also log every run to this MongoDB")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="file store (default: $GTN_RUNS_DIR or runs/)")
+    parser.add_argument("--no-ablation", action="store_true", help="train the grid only")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
     return parser
 
 
-def plan(args: argparse.Namespace) -> list[Cell]:
-    """Every cell of the requested grid, experiments outermost."""
-    return [Cell(experiment, variant, seed) for experiment in args.only for variant in args.variants
-            for seed in range(args.seeds)]
+def training_tasks(args: argparse.Namespace) -> list[Task]:
+    """One task per (experiment, variant, seed) of the grid, experiments outermost."""
+    smoke = ("smoke",) if args.profile == "smoke" else ()
+    tasks = []
+    for experiment in args.only:
+        for variant in args.variants:
+            for seed in range(args.seeds):
+                updates = {"variant": variant, "seed": seed, "dataset": args.dataset}
+                if args.outer_steps is not None:
+                    updates["outer_steps"] = args.outer_steps
+                tasks.append(Task(f"{experiment} {variant} s{seed}", TRAINING, (EXPERIMENTS[experiment], *smoke), updates))
+    return tasks
 
 
-def run_cell(cell: Cell, args: argparse.Namespace) -> tuple[str, float | None]:
-    """Run one cell through Sacred; return its status and final test accuracy."""
-    updates = {"variant": cell.variant, "seed": cell.seed, "dataset": args.dataset}
-    if args.outer_steps is not None:
-        updates["outer_steps"] = args.outer_steps
-    run = ex.run(named_configs=cell.named_configs(args.profile), config_updates=updates)
-    return run.status, run.result
+def ablation_task(training: Task, run_id: str, args: argparse.Namespace) -> Task:
+    """The shuffle-ablation run for the finished training run `run_id`."""
+    smoke = ("smoke",) if args.profile == "smoke" else ()
+    updates = {"source_run_id": run_id, "runs_dir": str(runs_dir_of(args))}
+    return Task(f"{training.label} shuffle", ABLATION, smoke, updates)
+
+
+def runs_dir_of(args: argparse.Namespace) -> Path:
+    """The file store of this study."""
+    return args.runs_dir or default_runs_dir()
+
+
+def expected_config(task: Task) -> dict:
+    """The full Sacred config `task` would run with (built without running anything)."""
+    ex = importlib.import_module(task.module).ex
+    # Sacred has no public "resolve the config" call; _create_run builds the run without starting it.
+    return dict(ex._create_run(config_updates=dict(task.updates), named_configs=list(task.named_configs)).config)
+
+
+def completed_run(task: Task, runs: Iterable[StoredRun]) -> StoredRun | None:
+    """The newest COMPLETED run of the store with the task's experiment and config."""
+    wanted = expected_config(task)
+    matches = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+               and same_config(run.config, wanted, IGNORED_KEYS)]
+    return matches[-1] if matches else None
+
+
+def execute(task: Task, runs_dir: str, mongo_url: str | None, threads: int, progress: bool) -> Outcome:
+    """Run one task through Sacred in this process; never raises (a failure is an Outcome)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    try:
+        ex = importlib.import_module(task.module).ex
+        attach_observers(ex, runs_dir)  # MONGO-SEAM
+        run = ex.run(named_configs=list(task.named_configs), config_updates={**task.updates, "progress": progress})
+        return Outcome(task, run.status, str(run._id), run.result, time.perf_counter() - started)
+    except Exception as error:  # one failing cell must not stop the study; Sacred recorded the run as FAILED
+        return Outcome(task, "FAILED", None, None, time.perf_counter() - started, f"{type(error).__name__}: {error}")
+
+
+def run_all(tasks: list[Task], args: argparse.Namespace) -> Iterator[Outcome]:
+    """Run tasks in this process, a process pool or Ray, yielding outcomes as they finish."""
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // args.workers)
+    common = (str(runs_dir_of(args)), args.mongo)
+    if args.ray:
+        yield from _run_on_ray(tasks, args, common)
+    elif args.workers == 1:
+        for task in tasks:
+            yield execute(task, *common, threads, progress=sys.stderr.isatty())
+    else:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(execute, task, *common, threads, False) for task in tasks]
+            for future in as_completed(futures):
+                yield future.result()
+
+
+def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:
+    try:
+        import ray
+    except ImportError as error:
+        raise SystemExit("--ray needs Ray, which is not installed: pip install 'ray[default]'") from error
+    ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
+    threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, args.workers))
+    remote = ray.remote(num_cpus=threads)(execute)
+    pending = [remote.remote(task, *common, threads, False) for task in tasks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+class GridProgress:
+    """A tqdm bar over the tasks: done / running / failed and the ETA."""
+
+    def __init__(self, total: int, running: int, desc: str) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="run")
+        self.failed, self.running, self.left = 0, running, total
+        self._show()
+
+    def update(self, outcome: Outcome) -> None:
+        """Count one finished task."""
+        self.failed += outcome.status != "COMPLETED"
+        self.left -= 1
+        self.bar.update(1)
+        self._show()
+
+    def _show(self) -> None:
+        self.bar.set_postfix(running=min(self.running, self.left), failed=self.failed)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self.bar.close()
+
+
+def run_phase(tasks: list[Task], args: argparse.Namespace, desc: str) -> list[Outcome]:
+    """Run the tasks that are not done yet, with a progress bar; return every outcome."""
+    if not tasks:
+        return []
+    progress = GridProgress(len(tasks), 1 if args.workers == 1 and not args.ray else args.workers, desc)
+    outcomes = []
+    try:
+        for outcome in run_all(tasks, args):
+            progress.update(outcome)
+            outcomes.append(outcome)
+    finally:
+        progress.close()
+    return outcomes
+
+
+def describe_result(outcome: Outcome) -> str:
+    """The summary's result column: final test accuracy, or the ablation medians."""
+    result = outcome.result
+    if isinstance(result, dict):
+        return f"learned {result['median_learned']:.4f} / shuffled {result['median_shuffled']:.4f}"
+    if isinstance(result, float):
+        return f"{result:.4f}"
+    return outcome.error[:60] or "-"
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    """The final table: cell, status, result, wall time."""
+    print(f"\n{'cell':<28}{'status':<11}{'run':>5}  {'wall_s':>7}  result")
+    for outcome in outcomes:
+        wall = "earlier" if outcome.reused else f"{outcome.seconds:.0f}"
+        print(f"{outcome.task.label:<28}{outcome.status:<11}{outcome.run_id or '-':>5}  {wall:>7}  "
+              f"{describe_result(outcome)}")
+
+
+def reused(task: Task, run: StoredRun) -> Outcome:
+    """The Outcome of a task whose run an earlier invocation completed."""
+    return Outcome(task, "COMPLETED", run.run_id, run.result, 0.0, reused=True)
+
+
+def plan(tasks: list[Task], runs: list[StoredRun]) -> tuple[list[tuple[Task, StoredRun]], list[Task]]:
+    """Split tasks into (done, with their stored run) and to do."""
+    done, todo = [], []
+    for task in tasks:
+        run = completed_run(task, runs)
+        if run is None:
+            todo.append(task)
+        else:
+            done.append((task, run))
+    return done, todo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the grid and print a summary; non-zero exit when any cell failed."""
+    """Run the grid, then the ablations; print a summary; exit 1 when any run failed."""
     args = build_parser().parse_args(argv)
-    cells = plan(args)
-    print(f"{len(cells)} cells, profile {args.profile}, dataset {args.dataset}")
+    store = runs_dir_of(args)
+    runs = read_runs(store)
+    grid = training_tasks(args)
+    done, todo = plan(grid, runs)
+    print(f"study: {len(grid)} training cells ({len(done)} already done, {len(todo)} to run), profile {args.profile}, "
+          f"dataset {args.dataset}, store {store}" + (f", mongo {args.mongo}" if args.mongo else ""))
     if args.dry_run:
-        for cell in cells:
-            print(f"  {cell.experiment} {cell.variant} seed={cell.seed}")
+        for task in grid:
+            run = next((run for t, run in done if t == task), None)
+            print(f"  {task.label:<26} " + (f"done (run {run.run_id})" if run else "to run"))
         return 0
-    attach_observers(ex, args.runs_dir)
-    summary = []
-    for cell in cells:
-        started = time.perf_counter()
-        try:
-            status, accuracy = run_cell(cell, args)
-        except Exception as error:  # one failing cell must not stop the study; Sacred recorded it as FAILED
-            status, accuracy = f"FAILED ({type(error).__name__}: {error})", None
-        summary.append((cell, status, accuracy, time.perf_counter() - started))
-    print(f"\n{'cell':<24}{'status':<12}{'test_acc':>10}{'wall_s':>10}")
-    for cell, status, accuracy, seconds in summary:
-        shown = "-" if accuracy is None else f"{accuracy:.4f}"
-        print(f"{cell.experiment + ' ' + cell.variant + ' s' + str(cell.seed):<24}{status:<12}{shown:>10}{seconds:>10.0f}")
-    return 0 if all(status == "COMPLETED" for _, status, _, _ in summary) else 1
+    outcomes = [reused(task, run) for task, run in done] + run_phase(todo, args, "training")
+    if not args.no_ablation:
+        outcomes += ablation_phase(outcomes, args, store)
+    if all(outcome.reused for outcome in outcomes):
+        print("nothing to run: every cell is already COMPLETED in the store")
+    print_summary(outcomes)
+    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) else 1
+
+
+def ablation_phase(training: list[Outcome], args: argparse.Namespace, store: Path) -> list[Outcome]:
+    """The shuffle ablation of every finished teacher that does not have one yet."""
+    tasks = [ablation_task(o.task, o.run_id, args) for o in training
+             if o.status == "COMPLETED" and o.task.module == TRAINING]
+    done, todo = plan(tasks, read_runs(store))
+    if tasks:
+        print(f"shuffle ablation: {len(tasks)} teachers ({len(done)} already done, {len(todo)} to run)")
+    return [reused(task, run) for task, run in done] + run_phase(todo, args, "ablation")
 
 
 if __name__ == "__main__":

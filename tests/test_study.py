@@ -1,0 +1,115 @@
+"""The study runner and the shuffle ablation, end to end on real MNIST with smoke configs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import mnist_experiment, run_tasks, shuffle_ablation
+from experiments.store import read_runs
+from gtn_core.data import default_data_root, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = ["--profile", "smoke", "--only", "c", "--variants", "learned,random"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mnist_ready():
+    """Real MNIST under the default data root (a no-op when `make` already prepared it)."""
+    prepare("mnist", default_data_root())
+
+
+@pytest.fixture
+def clean_observers():
+    """Restore the experiments' observers after a test that runs them in this process."""
+    saved = {ex: list(ex.observers) for ex in (mnist_experiment.ex, shuffle_ablation.ex)}
+    yield
+    for ex, observers in saved.items():
+        ex.observers[:] = observers
+
+
+def _runner(*args, store):
+    env = {**os.environ, "GTN_RUNS_DIR": str(store)}
+    return subprocess.run([sys.executable, "experiments/run_tasks.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _completed(store, experiment):
+    return [run for run in read_runs(store) if run.experiment == experiment and run.status == "COMPLETED"]
+
+
+def test_grid_runs_once_resumes_and_reruns_exactly_a_deleted_cell(tmp_path):
+    first = _runner(*GRID, "--workers", "2", store=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    trained = _completed(tmp_path, "gtn_mnist")
+    assert sorted(run.config["variant"] for run in trained) == ["learned", "random"]
+    assert len(_completed(tmp_path, "gtn_shuffle_ablation")) == 2
+    assert "c learned s0" in first.stdout and "c random s0 shuffle" in first.stdout
+
+    second = _runner(*GRID, "--workers", "2", store=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to run" in second.stdout
+    assert len(read_runs(tmp_path)) == 4
+
+    random_run = next(run for run in trained if run.config["variant"] == "random")
+    shutil.rmtree(random_run.directory)
+    third = _runner(*GRID, "--workers", "2", store=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert "1 already done, 1 to run" in third.stdout
+    new = [run for run in read_runs(tmp_path) if int(run.run_id) > 4]
+    assert sorted((run.experiment, run.config.get("variant")) for run in new) == \
+        [("gtn_mnist", "random"), ("gtn_shuffle_ablation", None)]
+
+
+def test_dry_run_shows_the_plan_and_runs_nothing(tmp_path):
+    result = _runner("--only", "a,b", "--seeds", "2", "--dry-run", store=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "12 training cells (0 already done, 12 to run)" in result.stdout
+    assert "b random_fixed s1" in result.stdout
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, monkeypatch, clean_observers):
+    real_build = mnist_experiment.build_config
+
+    def build_or_fail(values):
+        if values["variant"] == "random":
+            raise RuntimeError("injected failure")
+        return real_build(values)
+
+    monkeypatch.setattr(mnist_experiment, "build_config", build_or_fail)
+    code = run_tasks.main([*GRID, "--workers", "1", "--no-ablation", "--runs-dir", str(tmp_path)])
+    assert code == 1
+    statuses = {run.config["variant"]: run.status for run in read_runs(tmp_path)}
+    assert statuses == {"learned": "COMPLETED", "random": "FAILED"}
+
+
+def test_ablation_logs_each_order_for_a_smoke_teacher(tmp_path, clean_observers):
+    from sacred.observers import FileStorageObserver
+
+    for ex in (mnist_experiment.ex, shuffle_ablation.ex):
+        ex.observers[:] = [FileStorageObserver(str(tmp_path))]
+    source = mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False})
+    run = shuffle_ablation.ex.run(config_updates={"source_run_id": source._id, "runs_dir": str(tmp_path),
+                                                  "repeats": 4, "test_size": 1000, "progress": False})
+    metrics = json.loads((tmp_path / str(run._id) / "metrics.json").read_text())
+    assert len(metrics["accuracy_learned"]["values"]) == 4
+    assert len(metrics["accuracy_shuffled"]["values"]) == 4
+    assert set(run.result) == {"median_learned", "median_shuffled"}
+    assert json.loads((tmp_path / str(run._id) / "config.json").read_text())["source_run_id"] == source._id
+
+
+def test_ablation_names_a_missing_source_run(tmp_path, clean_observers):
+    shuffle_ablation.ex.observers[:] = []
+    with pytest.raises(ValueError, match="run '99' not found in the file store"):
+        shuffle_ablation.ex.run(config_updates={"source_run_id": "99", "runs_dir": str(tmp_path), "progress": False})
+
+
+def test_ray_local_runs_a_smoke_grid(tmp_path):
+    pytest.importorskip("ray")
+    result = _runner(*GRID, "--ray", "local", "--no-ablation", store=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(_completed(tmp_path, "gtn_mnist")) == 2
