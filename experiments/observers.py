@@ -86,13 +86,16 @@ class NumberingMongoObserver(MongoObserver):
     So this observer takes its database's next free id and records the file store's as `meta.file_store_id`.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, url: str, **kwargs):
         super().__init__(priority=FILE_STORE_PRIORITY - 10, **kwargs)
+        self.url = redact(url)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         """Insert the run under the database's next id; the file store's id goes into its meta info."""
-        return super().started_event(ex_info, command, host_info, start_time, config,
-                                     {**meta_info, "file_store_id": _id}, _id=None)
+        mongo_id = super().started_event(ex_info, command, host_info, start_time, config,
+                                         {**meta_info, "file_store_id": _id}, _id=None)
+        log.info("Also logged to MongoDB at %s: database %s, run %s", self.url, self.runs.database.name, mongo_id)
+        return mongo_id
 
 
 def mongo_observer(url: str, runs_dir: str | Path) -> MongoObserver | None:
@@ -107,9 +110,8 @@ def mongo_observer(url: str, runs_dir: str | Path) -> MongoObserver | None:
         log.warning("MongoDB at %s cannot be used (%s: %s); this run is recorded in the file store %s only",
                     redact(url), type(error).__name__, reason, runs_dir)
         return None
-    log.info("Logging to MongoDB at %s, database %s", redact(url), db_name)
     # failure_dir: where Sacred pickles the run's record if MongoDB goes away before the run ends
-    return NumberingMongoObserver(client=client, db_name=db_name, failure_dir=str(runs_dir))
+    return NumberingMongoObserver(url, client=client, db_name=db_name, failure_dir=str(runs_dir))
 
 
 def use_mongo(observers: list, url: str, runs_dir: str | Path) -> None:

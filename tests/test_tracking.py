@@ -289,7 +289,7 @@ def test_mongo_option_logs_the_docstring_command_without_clashing_with_older_run
                              "--mongo", f"{mongo_base}/gtn_cli"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"Logging to MongoDB at {mongo_base}/gtn_cli, database gtn_cli" in result.stderr
+    assert f"Also logged to MongoDB at {mongo_base}/gtn_cli: database gtn_cli, run 1" in result.stderr
     record = mongo_run(client.gtn_cli, 2)
     assert (record["_id"], record["status"]) == (1, "COMPLETED")
     assert json.loads((tmp_path / "2" / "run.json").read_text())["status"] == "COMPLETED"
