@@ -139,8 +139,8 @@ def save_artifacts(run, gtn: GTN, cfg: GTNConfig) -> None:
         checkpoint = save_checkpoint(gtn, cfg, Path(tmp) / "teacher.pt")
         images, _ = gtn.curriculum()
         picture = save_curriculum_png(images, Path(tmp) / "curriculum.png")
-        run.add_artifact(str(checkpoint), "teacher.pt")
-        run.add_artifact(str(picture), "curriculum.png")
+        run.add_artifact(str(checkpoint), "teacher.pt", content_type="application/octet-stream")
+        run.add_artifact(str(picture), "curriculum.png", content_type="image/png")
 
 
 @ex.main

@@ -1,7 +1,7 @@
 """Run the curriculum study: experiments A, B, C x teacher-input variants x seeds, then the shuffle ablation.
 
     python experiments/run_tasks.py                      # full study: A/B/C x learned/random_fixed/random, seed 0
-    python experiments/run_tasks.py --profile smoke      # the same grid on tiny `smoke` configs: minutes
+    python experiments/run_tasks.py --profile smoke      # the same grid with tiny `smoke` networks: ~1 min
     python experiments/run_tasks.py --only a --variants learned,random --seeds 3 --outer-steps 300
     python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
     python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
@@ -108,7 +108,8 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
                 updates = {"variant": variant, "seed": seed, "dataset": args.dataset}
                 if args.outer_steps is not None:
                     updates["outer_steps"] = args.outer_steps
-                tasks.append(Task(f"{experiment} {variant} s{seed}", TRAINING, (EXPERIMENTS[experiment], *smoke), updates))
+                # smoke first: its tiny networks stay, the experiment's batch size and step count win
+                tasks.append(Task(f"{experiment} {variant} s{seed}", TRAINING, (*smoke, EXPERIMENTS[experiment]), updates))
     return tasks
 
 
@@ -147,7 +148,7 @@ def execute(task: Task, runs_dir: str, mongo_url: str | None, threads: int, prog
     started = time.perf_counter()
     try:
         ex = importlib.import_module(task.module).ex
-        attach_observers(ex, runs_dir)  # MONGO-SEAM
+        attach_observers(ex, runs_dir, mongo_url)
         run = ex.run(named_configs=list(task.named_configs), config_updates={**task.updates, "progress": progress})
         return Outcome(task, run.status, str(run._id), run.result, time.perf_counter() - started)
     except Exception as error:  # one failing cell must not stop the study; Sacred recorded the run as FAILED

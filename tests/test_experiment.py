@@ -78,7 +78,7 @@ def test_named_configs_set_the_study_shapes(tmp_path):
 
 
 def test_study_runner_smoke_grid_prints_a_summary(tmp_path):
-    result = _command("experiments/run_tasks.py", "--profile", "smoke", "--only", "c", "--variants", "learned,random",
+    result = _command("experiments/run_tasks.py", "--profile", "smoke", "--only", "c", "--variants", "learned,random", "--no-ablation",
                       runs_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "c learned s0" in result.stdout and "c random s0" in result.stdout

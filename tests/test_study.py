@@ -113,3 +113,10 @@ def test_ray_local_runs_a_smoke_grid(tmp_path):
     result = _runner(*GRID, "--ray", "local", "--no-ablation", store=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(_completed(tmp_path, "gtn_mnist")) == 2
+
+
+def test_smoke_profile_keeps_each_experiment_shape():
+    args = run_tasks.build_parser().parse_args(["--profile", "smoke", "--variants", "learned"])
+    shapes = {task.label: (config["batch_size"], config["inner_steps"], config["teacher_hidden_size"])
+              for task in run_tasks.training_tasks(args) for config in [run_tasks.expected_config(task)]}
+    assert shapes == {"a learned s0": (32, 20, 128), "b learned s0": (32, 10, 128), "c learned s0": (16, 10, 128)}
