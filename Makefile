@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 BOARD_ARGS ?=
 OMNIBOARD_STAMP := tools/omniboard/node_modules/.installed
 DEBIAN_TOOLS := chromium docker-compose
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: setup data run smoke test bench board stack-tools debian-tools
 
@@ -55,7 +56,12 @@ debian-tools:
 
 stack-tools: $(OMNIBOARD_STAMP) debian-tools
 
-test: setup stack-tools
+# Ray is optional for users (run_tasks.py --ray says how to get it) but installed for the suite's Ray test.
+$(TEST_STAMP): requirements-test.txt $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -r requirements-test.txt
+	touch $(TEST_STAMP)
+
+test: setup stack-tools $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Docker-free tracking stack: SecantusDB + Omniboard on 127.0.0.1 (BOARD_ARGS="--port 9001" etc.); Ctrl-C stops it.
