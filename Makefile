@@ -70,3 +70,10 @@ board: setup $(OMNIBOARD_STAMP)
 
 bench: setup
 	$(PY) bench/outer_step.py
+
+# The analysis report: runs analysis/curriculum_results.ipynb headless on the study's store and exports HTML
+# (figures in analysis/figures/, page in analysis/report.html). REPORT_ARGS="--runs-dir DIR" or "--mongo URL".
+REPORT_ARGS ?=
+.PHONY: report
+report: setup
+	$(PY) analysis/make_report.py $(REPORT_ARGS)
