@@ -1,0 +1,201 @@
+"""Analysis: the results loader on both stores and the notebook run headless on a smoke study.
+
+One smoke study (Experiments B and C x learned/random, with their shuffle ablations, and a second seed of C learned
+without one) is logged once per module to a temporary file store and, through --mongo, to SecantusDB on a free
+127.0.0.1 port; every test reads it back.
+"""
+import io
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pandas as pd
+import pytest
+from PIL import Image
+
+from analysis import make_report, results
+from experiments import board
+from gtn_core.data import default_data_root, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("test_accuracy", "ablation_boxplots", "curriculum_learned", "curriculum_random")
+EXPECTED_CELLS = {("B", "learned"), ("B", "random"), ("C", "learned"), ("C", "random")}
+
+
+@pytest.fixture(scope="module")
+def mongo_base(tmp_path_factory):
+    """SecantusDB on a free 127.0.0.1 port, storage in a temp folder; its URL without a database."""
+    root = tmp_path_factory.mktemp("secantusdb")
+    port = board.free_port()
+    server = board.start_database(port, root / "db", root / "secantusdb.log")
+    yield f"mongodb://127.0.0.1:{port}"
+    board.stop(server)
+
+
+@pytest.fixture(scope="module")
+def study(mongo_base, tmp_path_factory):
+    """The smoke study of B and C x learned/random plus seed 1 of C learned, in a file store and in MongoDB."""
+    prepare("mnist", default_data_root())  # a no-op when `make` prepared it
+    runs_dir = tmp_path_factory.mktemp("runs")
+    mongo_url = f"{mongo_base}/gtn_analysis"
+    command = [sys.executable, "experiments/run_tasks.py", "--profile", "smoke", "--only", "b,c",
+               "--variants", "learned,random", "--workers", "1", "--runs-dir", str(runs_dir), "--mongo", mongo_url]
+    seeds = ["--only", "c", "--variants", "learned", "--seeds", "2", "--no-ablation"]  # seed 0 is resumed
+    for extra in ([], seeds):
+        result = subprocess.run([*command, *extra], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return SimpleNamespace(runs_dir=runs_dir, mongo_url=mongo_url,
+                           files=results.open_store(runs_dir=runs_dir), mongo=results.open_store(mongo_url=mongo_url))
+
+
+def cell_keys(frame: pd.DataFrame) -> set:
+    return set(zip(frame.experiment, frame.variant))
+
+
+# --- the loader -------------------------------------------------------------------------------------------------
+
+def test_runs_frame_has_one_row_per_run_with_the_documented_columns(study):
+    runs = results.load_runs(study.files)
+    assert list(runs.columns) == results.RUN_COLUMNS
+    assert len(runs) == 9 and set(runs.status) == {"COMPLETED"}
+    assert runs.name.value_counts().to_dict() == {results.TRAINING: 5, results.ABLATION: 4}
+    training = runs[runs.name == results.TRAINING]
+    assert cell_keys(training) == EXPECTED_CELLS
+    for run in training.itertuples():
+        stored = json.loads((study.runs_dir / run.run_id / "run.json").read_text())
+        assert run.final_accuracy == stored["result"]
+        assert (run.batch_size, run.inner_steps) == {"B": (32, 10), "C": (16, 10)}[run.experiment]
+        assert (run.dataset, run.outer_steps) == ("mnist", 6) and run.wall_seconds > 0
+    assert sorted(training.seed) == [0, 0, 0, 0, 1]
+
+
+def test_select_runs_filters_by_config_and_keeps_the_newest_run_of_each_cell_and_seed():
+    start = datetime(2026, 1, 1)
+    rows = [dict(run_id=str(i), name=results.TRAINING, status=status, experiment="C", variant="learned",
+                 dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
+                 config={"dataset": "mnist", "outer_steps": steps})
+            for i, (status, seed, steps) in enumerate([("COMPLETED", 0, 6), ("COMPLETED", 0, 6), ("FAILED", 0, 6),
+                                                       ("COMPLETED", 1, 6), ("COMPLETED", 0, 1000)])]
+    runs = pd.DataFrame(rows)
+    assert list(results.select_runs(runs, outer_steps=6).run_id) == ["1", "3"]  # newest completed seed 0, and seed 1
+    assert list(results.select_runs(runs, latest=False, outer_steps=6).run_id) == ["0", "1", "3"]
+    assert list(results.select_runs(runs).run_id) == ["4", "3"]
+    assert results.select_runs(runs, dataset="fashion_mnist").empty
+
+
+def test_metrics_are_tidy_with_test_accuracy_at_every_evaluation(study):
+    cells = results.select_runs(results.load_runs(study.files))
+    metrics = results.load_metrics(study.files, cells.run_id)
+    assert list(metrics.columns) == ["run_id", "name", "step", "value"]
+    accuracy = metrics[metrics.name == "test_accuracy"]
+    assert accuracy.groupby("run_id").step.apply(list).to_dict() == {run_id: [3, 6] for run_id in cells.run_id}
+    assert len(cells) == 5 and len(metrics[metrics.name == "meta_loss"]) == 5 * 6
+
+
+def test_ablation_rows_link_each_learner_to_its_teacher(study):
+    runs = results.load_runs(study.files)
+    ablation = results.load_ablation(study.files, runs)
+    assert list(ablation.columns) == ["run_id", "source_run_id", "order", "repeat", "accuracy", *results.CELL_KEYS]
+    assert len(ablation) == 4 * 2 * 3  # 4 teachers x (learned, shuffled) x 3 smoke repeats
+    assert set(ablation.order) == {"learned", "shuffled"} and ablation.accuracy.between(0, 1).all()
+    configs = runs.set_index("run_id").config
+    for row in ablation.drop_duplicates("run_id").itertuples():
+        assert configs[row.run_id]["source_run_id"] == row.source_run_id
+    assert cell_keys(ablation) == EXPECTED_CELLS
+
+
+def test_artifacts_are_listed_with_paths_and_read_as_bytes(study):
+    cells = results.select_runs(results.load_runs(study.files))
+    artifacts = results.load_artifacts(study.files, cells.run_id)
+    assert len(artifacts) == 10 and set(artifacts.name) == {"teacher.pt", "curriculum.png"}
+    assert all(Path(path).is_file() for path in artifacts.path)
+    assert study.files.artifact(cells.run_id[0], "curriculum.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(KeyError, match="has no artifact 'missing.png'"):
+        study.files.artifact(cells.run_id[0], "missing.png")
+
+
+def test_mongodb_gives_the_same_runs_and_resolves_file_store_ids(study):
+    files, mongo = results.load_runs(study.files), results.load_runs(study.mongo)
+    columns = ["file_store_id", "name", "status", "experiment", "variant", "seed", "final_accuracy"]
+    pd.testing.assert_frame_equal(files[columns], mongo[columns])
+    ablation = results.load_ablation(study.mongo, mongo)
+    by_id = mongo.set_index("run_id")
+    for row in ablation.drop_duplicates("run_id").itertuples():  # source_run_id is now the teacher's MongoDB id
+        assert by_id.file_store_id[row.source_run_id] == by_id.config[row.run_id]["source_run_id"]
+    cells = results.select_runs(mongo)
+    run = cells.iloc[0]
+    assert study.mongo.artifact(run.run_id, "teacher.pt") == (study.runs_dir / run.file_store_id / "teacher.pt").read_bytes()
+    assert set(results.load_artifacts(study.mongo, cells.run_id).name) == {"teacher.pt", "curriculum.png"}
+
+
+def test_an_empty_or_missing_file_store_is_an_error_naming_it(tmp_path):
+    with pytest.raises(results.StoreError, match=f"file store {tmp_path} holds no runs"):
+        results.load_runs(results.open_store(runs_dir=tmp_path))
+    with pytest.raises(results.StoreError, match=f"file store {tmp_path / 'absent'} does not exist"):
+        results.load_runs(results.open_store(runs_dir=tmp_path / "absent"))
+
+
+def test_an_unreachable_or_empty_mongodb_is_an_error_naming_it(mongo_base):
+    port = board.free_port()  # nothing listens there
+    with pytest.raises(results.StoreError, match=rf"MongoDB mongodb://127.0.0.1:{port}/gtn_lab \(database gtn_lab\) "
+                                                 "cannot be reached"):
+        results.open_store(mongo_url=f"mongodb://127.0.0.1:{port}/gtn_lab")
+    with pytest.raises(results.StoreError, match=r"\(database gtn_empty\) holds no runs"):
+        results.load_runs(results.open_store(mongo_url=f"{mongo_base}/gtn_empty"))
+
+
+def test_summary_table_places_the_reference_values_beside_the_results(study):
+    runs = results.load_runs(study.files)
+    cells = results.select_runs(runs)
+    table = results.summary_table(cells, results.load_ablation(study.files, runs))
+    assert list(zip(table.experiment, table.variant)) == [("B", "learned"), ("B", "random"), ("C", "learned"),
+                                                          ("C", "random")]
+    assert list(table.reference_accuracy) == [0.960, 0.90, 0.952, 0.855]
+    assert list(table.reference_shuffled_median) == [0.68, 0.90, 0.58, 0.85]
+    assert (table.accuracy_difference == table.final_accuracy - table.reference_accuracy).all()
+    assert table.shuffled_median.notna().all() and list(table.seeds) == [1, 1, 2, 1]
+    seeds = cells[(cells.experiment == "C") & (cells.variant == "learned")].final_accuracy
+    assert table.final_accuracy[2] == pytest.approx(seeds.mean())  # the mean over seeds
+
+
+# --- the notebook -----------------------------------------------------------------------------------------------
+
+def test_the_committed_notebook_has_no_outputs():
+    notebook = nbformat.read(make_report.NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
+
+
+def report(tmp_path: Path, *store: str) -> SimpleNamespace:
+    """Run make_report on a store; its figures folder and HTML page."""
+    figures, page = tmp_path / "figures", tmp_path / "report.html"
+    assert make_report.main([*store, "--figures-dir", str(figures), "--output", str(page)]) == 0
+    return SimpleNamespace(figures=figures, page=page, summary=pd.read_csv(figures / "summary.csv"))
+
+
+@pytest.fixture(scope="module")
+def file_report(study, tmp_path_factory):
+    """The notebook executed headless on the study's file store."""
+    return report(tmp_path_factory.mktemp("report-files"), "--runs-dir", str(study.runs_dir))
+
+
+def test_notebook_runs_headless_and_writes_every_figure_with_content(file_report):
+    for name in FIGURES:
+        with Image.open(file_report.figures / f"{name}.png") as image:
+            assert image.width >= 300 and image.height >= 200, name
+            assert len(image.convert("RGB").getcolors(1 << 24)) > 1, name
+    page = file_report.page.read_text()
+    assert page.count("<img src=\"data:image/png;base64,") == len(FIGURES)
+    assert "Traceback" not in page and "reference_accuracy" in page
+    assert len(file_report.summary) == 4
+
+
+@pytest.mark.stack
+def test_notebook_on_mongodb_gives_the_same_summary_table(study, file_report, tmp_path):
+    from_mongo = report(tmp_path, "--mongo", study.mongo_url)
+    pd.testing.assert_frame_equal(from_mongo.summary, file_report.summary)
+    assert sorted(path.name for path in from_mongo.figures.glob("*.png")) == sorted(f"{n}.png" for n in FIGURES)
