@@ -244,7 +244,7 @@ def _source_of(ablation: pd.Series, training: pd.DataFrame) -> str | None:
     several file stores may share a database, so the newest such teacher that started before the ablation wins."""
     source = str(ablation.config.get("source_run_id"))
     candidates = training[training.file_store_id == source]
-    if ablation.start_time is not None:
+    if pd.notna(ablation.start_time):
         candidates = candidates[candidates.start_time <= ablation.start_time]
     return candidates.run_id.iloc[-1] if len(candidates) else None
 
