@@ -3,7 +3,8 @@
     python analysis/make_report.py                           # store: $GTN_MONGO_URL, else $GTN_RUNS_DIR or runs/
     python analysis/make_report.py --runs-dir /tmp/study     # a file store
     python analysis/make_report.py --mongo mongodb://127.0.0.1:27018/gtn_lab
-    make report REPORT_ARGS="--runs-dir /tmp/study --rolling-window 10"
+    make report REPORT_ARGS="--runs-dir /tmp/study --rolling-window 10 --select '{\"outer_steps\": 1000}'"
+    python analysis/make_report.py --strip                   # clear the outputs Jupyter saved in the notebook
 
 Figures land in analysis/figures/ (or --figures-dir), the page in analysis/report.html (or --output). The
 notebook file itself is never rewritten, so its committed copy stays free of outputs.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import os
 import re
 import sys
@@ -31,6 +33,17 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:85%}pre.error{back
 img{max-width:100%}table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:.2em .5em}"""
 
 
+def config_filter(text: str) -> str:
+    """argparse type of --select: a JSON object of config values."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--select {text!r}: {error}") from None
+    if not isinstance(values, dict):
+        raise argparse.ArgumentTypeError(f"--select {text!r}: expected a JSON object, e.g. '{{\"outer_steps\": 1000}}'")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figures-dir", type=Path, default=ANALYSIS / "figures", help="where the PNGs go")
     parser.add_argument("--output", type=Path, default=ANALYSIS / "report.html", help="the HTML page")
     parser.add_argument("--rolling-window", type=int, default=None, help="evaluations in the rolling mean")
+    parser.add_argument("--select", metavar="JSON", type=config_filter, default=None,
+                        help='config values the runs must have, e.g. \'{"outer_steps": 1000}\' (sets GTN_SELECT)')
     parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
+    parser.add_argument("--strip", action="store_true", help="only clear the notebook's saved outputs, then exit")
     return parser
 
 
@@ -53,6 +69,8 @@ def notebook_environment(args: argparse.Namespace) -> dict[str, str]:
         env["GTN_MONGO_URL"] = args.mongo
     if args.rolling_window is not None:
         env["GTN_ROLLING_WINDOW"] = str(args.rolling_window)
+    if args.select is not None:
+        env["GTN_SELECT"] = args.select
     env["GTN_FIGURES_DIR"] = str(args.figures_dir.resolve())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # `import analysis`
     return env
@@ -63,6 +81,15 @@ def execute(notebook: nbformat.NotebookNode, env: dict[str, str], timeout: int) 
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(ANALYSIS)}})
     client.execute(env=env)
+
+
+def strip_outputs(path: Path) -> None:
+    """Clear the outputs and execution counts Jupyter saved in a notebook, so that only its source is committed."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
 
 
 def markdown_html(source: str) -> str:
@@ -108,6 +135,9 @@ def to_html(notebook: nbformat.NotebookNode, title: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Execute the notebook, write the HTML page (also when a cell failed, to show where), exit 1 on failure."""
     args = build_parser().parse_args(argv)
+    if args.strip:
+        strip_outputs(NOTEBOOK)
+        return 0
     if args.runs_dir and args.mongo:
         raise SystemExit("--runs-dir and --mongo: give one store")
     notebook = nbformat.read(NOTEBOOK, as_version=4)

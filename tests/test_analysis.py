@@ -167,7 +167,18 @@ def test_summary_table_places_the_reference_values_beside_the_results(study):
 def test_the_committed_notebook_has_no_outputs():
     notebook = nbformat.read(make_report.NOTEBOOK, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code), \
+        "strip the notebook before committing: python analysis/make_report.py --strip"
+
+
+def test_strip_clears_saved_outputs(tmp_path):
+    notebook = nbformat.read(make_report.NOTEBOOK, as_version=4)
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="saved by Jupyter")]
+    notebook.cells[1].execution_count = 3
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(notebook, path)
+    make_report.strip_outputs(path)
+    assert nbformat.read(path, as_version=4) == nbformat.read(make_report.NOTEBOOK, as_version=4)
 
 
 def report(tmp_path: Path, *store: str) -> SimpleNamespace:
@@ -199,3 +210,10 @@ def test_notebook_on_mongodb_gives_the_same_summary_table(study, file_report, tm
     from_mongo = report(tmp_path, "--mongo", study.mongo_url)
     pd.testing.assert_frame_equal(from_mongo.summary, file_report.summary)
     assert sorted(path.name for path in from_mongo.figures.glob("*.png")) == sorted(f"{n}.png" for n in FIGURES)
+
+
+def test_report_select_takes_a_json_object_of_config_values():
+    assert make_report.notebook_environment(make_report.build_parser().parse_args(
+        ["--select", '{"outer_steps": 1000}']))["GTN_SELECT"] == '{"outer_steps": 1000}'
+    with pytest.raises(SystemExit):
+        make_report.build_parser().parse_args(["--select", "outer_steps=1000"])
