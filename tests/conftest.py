@@ -24,3 +24,23 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def mnist_ready():
+    """Real MNIST under the default data root (a no-op when `make` already prepared it)."""
+    from gtn_core.data import default_data_root, prepare
+
+    prepare("mnist", default_data_root())
+
+
+@pytest.fixture(scope="module")
+def mongo_base(tmp_path_factory):
+    """SecantusDB on a free 127.0.0.1 port, storage on disk in a temp folder; its URL without a database."""
+    from experiments import board
+
+    root = tmp_path_factory.mktemp("secantusdb")
+    port = board.free_port()
+    server = board.start_database(port, root / "db", root / "secantusdb.log")
+    yield f"mongodb://127.0.0.1:{port}"
+    board.stop(server)

@@ -27,16 +27,6 @@ EXPECTED_CELLS = {("B", "learned"), ("B", "random"), ("C", "learned"), ("C", "ra
 
 
 @pytest.fixture(scope="module")
-def mongo_base(tmp_path_factory):
-    """SecantusDB on a free 127.0.0.1 port, storage in a temp folder; its URL without a database."""
-    root = tmp_path_factory.mktemp("secantusdb")
-    port = board.free_port()
-    server = board.start_database(port, root / "db", root / "secantusdb.log")
-    yield f"mongodb://127.0.0.1:{port}"
-    board.stop(server)
-
-
-@pytest.fixture(scope="module")
 def study(mongo_base, tmp_path_factory):
     """The smoke study of B and C x learned/random plus seed 1 of C learned, in a file store and in MongoDB."""
     prepare("mnist", default_data_root())  # a no-op when `make` prepared it

@@ -10,15 +10,9 @@ from sacred.observers import FileStorageObserver
 
 from experiments import mnist_experiment
 from gtn_core.checkpoint import load_checkpoint
-from gtn_core.data import default_data_root, prepare
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mnist_ready():
-    """Real MNIST under the default data root (a no-op when `make` already prepared it)."""
-    prepare("mnist", default_data_root())
+pytestmark = pytest.mark.usefixtures("mnist_ready")
 
 
 @pytest.fixture

@@ -10,16 +10,10 @@ import pytest
 
 from experiments import mnist_experiment, run_tasks, shuffle_ablation
 from experiments.store import read_runs
-from gtn_core.data import default_data_root, prepare
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("mnist_ready")
 GRID = ["--profile", "smoke", "--only", "c", "--variants", "learned,random"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mnist_ready():
-    """Real MNIST under the default data root (a no-op when `make` already prepared it)."""
-    prepare("mnist", default_data_root())
 
 
 @pytest.fixture

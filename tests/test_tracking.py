@@ -199,16 +199,6 @@ def test_compose_config_validates_where_compose_exists(compose):
 # --- the stack: SecantusDB, the experiment logging to it, Omniboard, Chromium -----------------------------------
 
 @pytest.fixture(scope="module")
-def mongo_base(tmp_path_factory):
-    """SecantusDB on a free 127.0.0.1 port, storage on disk in a temp folder; its URL without a database."""
-    root = tmp_path_factory.mktemp("secantusdb")
-    port = board.free_port()
-    server = board.start_database(port, root / "db", root / "secantusdb.log")
-    yield f"mongodb://127.0.0.1:{port}"
-    board.stop(server)
-
-
-@pytest.fixture(scope="module")
 def client(mongo_base):
     """A pymongo client of the test server."""
     with pymongo.MongoClient(mongo_base, serverSelectionTimeoutMS=5000) as connection:
