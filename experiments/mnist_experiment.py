@@ -64,6 +64,7 @@ def config():
     real_batch_size = 128  # real images scoring the learner for the meta-loss
     grad_clip = 100.0  # max global norm of the meta-gradient
     unroll_backend = "func"  # func (torch.func) | higher
+    checkpoint_unroll = False  # recompute each inner step in the meta-backward: ~K x less memory, ~1 more forward (func only)
     bn_mode = "train"  # learner BatchNorm when scoring: train (batch stats) | eval (running stats)
     eval_batch_size = 1000
     train_eval_size = 2000  # fixed training subset for train_accuracy
@@ -114,7 +115,7 @@ def build_config(values: dict) -> GTNConfig:
     learner = LearnerConfig(channels=tuple(values["learner_channels"]), num_classes=num_classes)
     keys = ("variant", "batch_size", "inner_steps", "outer_steps", "eval_every", "noise_distribution",
             "teacher_lr", "inputs_lr", "hyper_lr", "inner_lr_init", "inner_momentum_init", "real_batch_size",
-            "grad_clip", "unroll_backend", "bn_mode", "eval_batch_size", "train_eval_size", "seed", "device")
+            "grad_clip", "unroll_backend", "checkpoint_unroll", "bn_mode", "eval_batch_size", "train_eval_size", "seed", "device")
     return GTNConfig(teacher=teacher, learner=learner, **{key: values[key] for key in keys})
 
 

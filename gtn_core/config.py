@@ -81,6 +81,7 @@ class GTNConfig:
     real_batch_size: int = 128
     grad_clip: float = 100.0
     unroll_backend: str = "func"
+    checkpoint_unroll: bool = False
     bn_mode: str = "train"
     eval_batch_size: int = 1000
     train_eval_size: int = 2000
@@ -100,6 +101,11 @@ class GTNConfig:
         for name in ("batch_size", "inner_steps", "outer_steps", "eval_every", "real_batch_size"):
             if not isinstance(getattr(self, name), int):
                 raise ValueError(f"GTNConfig.{name}={getattr(self, name)!r}: expected a positive integer")
+        if not isinstance(self.checkpoint_unroll, bool):
+            raise ValueError(f"GTNConfig.checkpoint_unroll={self.checkpoint_unroll!r}: expected True or False")
+        if self.checkpoint_unroll and self.unroll_backend != "func":
+            raise ValueError(f"GTNConfig.checkpoint_unroll=True with unroll_backend={self.unroll_backend!r}: "
+                             "checkpointing needs unroll_backend='func'")
         if not 0.0 < self.inner_momentum_init < 1.0:
             raise ValueError(f"GTNConfig.inner_momentum_init={self.inner_momentum_init!r}: expected a value in (0, 1)")
         if self.teacher.num_classes != self.learner.num_classes:

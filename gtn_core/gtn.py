@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from gtn_core.config import GTNConfig
 from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.recompute import GeneratedImages
 from gtn_core.teacher import Teacher, TeacherInputs, curriculum_labels
 
 
@@ -30,6 +32,19 @@ class GTN(nn.Module):
     def curriculum(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthetic images (K, B, C, H, W) and their labels (K, B) for one inner loop."""
         return self.teacher.curriculum(self.inputs(), self.labels), self.labels
+
+    def lazy_curriculum(self) -> tuple[GeneratedImages, torch.Tensor]:
+        """Like `curriculum()`, but step t's images (B, C, H, W) are generated only when the unroll asks for them."""
+        names = [name for name, _ in self.teacher.named_parameters()]
+
+        def generate(step: int, *tensors: torch.Tensor) -> torch.Tensor:
+            weights, noise = dict(zip(names, tensors[:-1])), tensors[-1]
+            return functional_call(self.teacher, weights, (noise[step], self.labels[step]))
+
+        # The inputs are drawn once: the `random` variant's fresh draw holds for the whole inner loop. The teacher's
+        # weights are explicit inputs so that a recomputing unroll can differentiate with respect to them.
+        inputs = (*self.teacher.parameters(), self.inputs())
+        return GeneratedImages(generate, inputs), self.labels
 
     def param_groups(self, cfg: GTNConfig) -> list[dict]:
         """Adam parameter groups: teacher weights, learned inputs (if any) and inner hyper-parameters."""

@@ -51,9 +51,10 @@ def meta_loss(gtn: GTN, cfg: GTNConfig, real_images: torch.Tensor, real_labels: 
               generator: torch.Generator) -> torch.Tensor:
     """Cross-entropy on a real batch of a fresh learner trained on the curriculum (graph kept)."""
     learner = init_learner(cfg.learner, generator, real_images.device)
-    images, labels = gtn.curriculum()
+    # Checkpointing recomputes each step in the backward pass, so the teacher must generate inside the step.
+    images, labels = gtn.lazy_curriculum() if cfg.checkpoint_unroll else gtn.curriculum()
     final = unroll(learner, initial_state(learner), images, labels, gtn.hparams.lrs(), gtn.hparams.momenta(),
-                   create_graph=True, backend=cfg.unroll_backend)
+                   create_graph=True, backend=cfg.unroll_backend, checkpoint=cfg.checkpoint_unroll)
     return F.cross_entropy(learner_logits(learner, final, real_images, cfg.bn_mode), real_labels)
 
 

@@ -33,7 +33,8 @@ class Teacher(nn.Module):
             nn.Conv2d(mid_channels, cfg.image_channels, 3, padding=1),
         )
         # BatchNorm always uses batch statistics (no running state), so a curriculum is a pure
-        # function of the teacher's weights and inputs, in training and at meta-test alike.
+        # function of the teacher's weights and inputs, in training and at meta-test alike. Statistics
+        # are per inner-step batch: a step's images never depend on the other steps' inputs.
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Generate one image per (noise, label) row."""
@@ -44,10 +45,10 @@ class Teacher(nn.Module):
         return torch.tanh(self.upsample(hidden))  # (N, image_channels, H, W)
 
     def curriculum(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Generate every inner step's batch at once: noise (K, B, Z), labels (K, B) -> (K, B, C, H, W)."""
-        steps, batch = labels.shape
-        images = self(noise.reshape(steps * batch, -1), labels.reshape(-1))
-        return images.view(steps, batch, *images.shape[1:])
+        """Generate every inner step's batch, one step at a time: noise (K, B, Z), labels (K, B) -> (K, B, C, H, W)."""
+        # Step by step rather than one (K*B)-row batch: BatchNorm statistics stay per step (as when the unroll
+        # generates each batch lazily) and, measured, it is faster on CPU for K*B >= 640 (cache-sized tensors).
+        return torch.stack([self(noise[step], labels[step]) for step in range(labels.shape[0])])
 
 
 def curriculum_labels(inner_steps: int, batch_size: int, num_classes: int) -> torch.Tensor:

@@ -4,9 +4,15 @@ One function serves meta-training (`create_graph=True`: the returned parameters 
 respect to the batches, learning rates and momenta) and meta-testing (`create_graph=False`: no graph is kept),
 so the two can never drift apart. Two interchangeable backends compute it: `torch.func.functional_call`
 (default) and `higher`'s differentiable SGD, which serves as an independent implementation of the same update.
+
+The step batches are either a tensor (K, B, C, H, W) or a function `step -> (B, C, H, W)`, so the teacher can
+generate each batch inside the step. With `checkpoint=True` (func backend, graph kept) the unroll keeps no graph
+and recomputes each step, teacher included when the images are `GeneratedImages`, during the meta-backward
+(`gtn_core.recompute`): about one step's graph in memory instead of K, the same meta-gradients.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +21,8 @@ from torch import nn
 from torch.func import functional_call
 
 from gtn_core.config import BN_MODES, UNROLL_BACKENDS
+from gtn_core.recompute import recomputed_unroll
+from gtn_core.sgd import fresh_leaf, sgd_step
 
 
 @dataclass(frozen=True)
@@ -42,53 +50,54 @@ def learner_logits(learner: nn.Module, state: LearnerState, images: torch.Tensor
     return functional_call(learner, (state.params, buffers), (images,))
 
 
-def unroll(learner: nn.Module, state: LearnerState, images: torch.Tensor, labels: torch.Tensor,
-           lrs: torch.Tensor, momenta: torch.Tensor, create_graph: bool, backend: str = "func") -> LearnerState:
-    """Run K SGD-momentum steps (torch.optim.SGD semantics) on images (K, B, C, H, W), labels (K, B)."""
+StepImages = torch.Tensor | Callable[[int], torch.Tensor]
+
+
+def unroll(learner: nn.Module, state: LearnerState, images: StepImages, labels: torch.Tensor,
+           lrs: torch.Tensor, momenta: torch.Tensor, create_graph: bool, backend: str = "func",
+           checkpoint: bool = False) -> LearnerState:
+    """Run K SGD-momentum steps (torch.optim.SGD semantics) on images (K, B, C, H, W) or `images(step)`, labels (K, B)."""
     _check_shapes(images, labels, lrs, momenta)
+    if backend not in UNROLL_BACKENDS:
+        raise ValueError(f"unroll backend {backend!r}: expected one of {', '.join(UNROLL_BACKENDS)}")
+    if checkpoint and backend != "func":
+        raise ValueError(f"checkpoint=True with backend {backend!r}: checkpointing needs the 'func' backend")
+    if checkpoint and create_graph:
+        learner.train()
+        return LearnerState(*recomputed_unroll(learner, state.params, state.buffers, images, labels, lrs, momenta))
+    step_images = images.__getitem__ if isinstance(images, torch.Tensor) else images
     if not create_graph:
-        images, lrs, momenta = images.detach(), lrs.detach(), momenta.detach()
+        lrs, momenta = lrs.detach(), momenta.detach()
     with torch.enable_grad():
         if backend == "func":
-            return _unroll_func(learner, state, images, labels, lrs, momenta, create_graph)
-        if backend == "higher":
-            return _unroll_higher(learner, state, images, labels, lrs, momenta, create_graph)
-    raise ValueError(f"unroll backend {backend!r}: expected one of {', '.join(UNROLL_BACKENDS)}")
+            return _unroll_func(learner, state, step_images, labels, lrs, momenta, create_graph)
+        return _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_graph)
 
 
-def _check_shapes(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor, momenta: torch.Tensor) -> None:
+def _check_shapes(images: StepImages, labels: torch.Tensor, lrs: torch.Tensor, momenta: torch.Tensor) -> None:
+    if labels.dim() != 2:
+        raise ValueError(f"labels {tuple(labels.shape)}: expected (K, B)")
     steps = labels.shape[0]
-    if images.dim() != 5 or images.shape[:2] != labels.shape:
+    if isinstance(images, torch.Tensor) and (images.dim() != 5 or images.shape[:2] != labels.shape):
         raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)}: "
                          "expected images (K, B, C, H, W) and labels (K, B)")
     if lrs.shape != (steps,) or momenta.shape != (steps,):
         raise ValueError(f"lrs {tuple(lrs.shape)} and momenta {tuple(momenta.shape)}: expected ({steps},) each")
 
 
-def _unroll_func(learner, state, images, labels, lrs, momenta, create_graph) -> LearnerState:
+def _unroll_func(learner, state, step_images, labels, lrs, momenta, create_graph) -> LearnerState:
     learner.train()
-    params = {name: _fresh_leaf(p, create_graph) for name, p in state.params.items()}
-    buffers = {name: b.clone() for name, b in state.buffers.items()}  # BN running stats update in place
-    velocity = None
+    params = {name: fresh_leaf(p, create_graph) for name, p in state.params.items()}
+    buffers, velocity = state.buffers, None
     for step in range(labels.shape[0]):
-        logits = functional_call(learner, (params, buffers), (images[step],))
-        loss = F.cross_entropy(logits, labels[step])
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-        # torch.optim.SGD: the first step's buffer is the gradient itself, then buf = m * buf + g.
-        velocity = grads if velocity is None else [momenta[step] * v + g for v, g in zip(velocity, grads)]
-        params = {name: _fresh_leaf(p - lrs[step] * v, create_graph)
-                  for (name, p), v in zip(params.items(), velocity)}
-        if not create_graph:
-            velocity = [v.detach() for v in velocity]
+        images = step_images(step)
+        params, buffers, velocity = sgd_step(learner, params, buffers, velocity,
+                                             images if create_graph else images.detach(), labels[step],
+                                             lrs[step], momenta[step], create_graph)
     return LearnerState(params, buffers)
 
 
-def _fresh_leaf(tensor: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """Keep the graph when meta-training; otherwise cut it so memory stays flat over the unroll."""
-    return tensor if create_graph else tensor.detach().requires_grad_()
-
-
-def _unroll_higher(learner, state, images, labels, lrs, momenta, create_graph) -> LearnerState:
+def _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_graph) -> LearnerState:
     import higher  # optional backend: imported only when selected
 
     learner.train()
@@ -96,14 +105,15 @@ def _unroll_higher(learner, state, images, labels, lrs, momenta, create_graph) -
     # The optimizer only declares the update rule; every step overrides its lr and momentum.
     template = torch.optim.SGD(learner.parameters(), lr=1.0, momentum=0.5)
     fmodel = higher.monkeypatch(learner, copy_initial_weights=True, track_higher_grads=create_graph)
-    fmodel.update_params([_fresh_leaf(state.params[name], create_graph) for name in names])
+    fmodel.update_params([fresh_leaf(state.params[name], create_graph) for name in names])
     with torch.no_grad():
         for name, buffer in fmodel.named_buffers():
             buffer.copy_(state.buffers[name])
     diffopt = higher.optim.get_diff_optim(template, learner.parameters(), fmodel=fmodel,
                                           track_higher_grads=create_graph)
     for step in range(labels.shape[0]):
-        loss = F.cross_entropy(fmodel(images[step]), labels[step])
+        images = step_images(step)
+        loss = F.cross_entropy(fmodel(images if create_graph else images.detach()), labels[step])
         diffopt.step(loss, override={"lr": [lrs[step]], "momentum": [momenta[step]]})
     params = dict(zip(names, fmodel.fast_params))
     buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}

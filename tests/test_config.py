@@ -17,6 +17,8 @@ from gtn_core.device import resolve_device
     ({"inner_momentum_init": 1.0}, r"inner_momentum_init=1.0.*\(0, 1\)"),
     ({"teacher_lr": -1e-3}, r"teacher_lr=-0.001"),
     ({"learner": LearnerConfig(num_classes=5)}, r"num_classes"),
+    ({"checkpoint_unroll": True, "unroll_backend": "higher"}, r"checkpoint_unroll=True with unroll_backend='higher'"),
+    ({"checkpoint_unroll": "yes"}, r"checkpoint_unroll='yes': expected True or False"),
 ])
 def test_bad_config_is_rejected_with_a_clear_message(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -46,6 +46,38 @@ def test_meta_gradient_matches_central_finite_differences(backend, float64):
         assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (tuple(tensor.shape), index)
 
 
+@pytest.mark.parametrize("variant", ("learned", "random_fixed"))
+def test_checkpointed_unroll_gives_the_same_meta_gradients_as_the_plain_one(variant, float64):
+    grads = {}
+    for checkpoint in (False, True):
+        cfg = tiny_config(variant=variant, checkpoint_unroll=checkpoint, inner_steps=4)
+        gtn = GTN(cfg)
+        loss = _loss(gtn, cfg, *_real_batch(cfg))
+        loss.backward()
+        grads[checkpoint] = (loss.item(), {name: p.grad.clone() for name, p in gtn.named_parameters()})
+    assert grads[True][0] == pytest.approx(grads[False][0], rel=1e-12)
+    assert grads[True][1].keys() == grads[False][1].keys()
+    for name, plain in grads[False][1].items():
+        assert plain.abs().sum() > 0, name
+        torch.testing.assert_close(grads[True][1][name], plain, rtol=1e-9, atol=1e-12)
+
+
+def test_checkpointing_recomputes_the_teacher_in_the_backward_pass(float64):
+    """The memory saving is real: with checkpointing the teacher runs again (per step) during backward."""
+    forwards = {}
+    for checkpoint in (False, True):
+        cfg = tiny_config(checkpoint_unroll=checkpoint)
+        gtn = GTN(cfg)
+        calls = []
+        gtn.teacher.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+        loss = _loss(gtn, cfg, *_real_batch(cfg))
+        before = len(calls)
+        loss.backward()
+        forwards[checkpoint] = (before, len(calls) - before)
+    assert forwards[False] == (cfg.inner_steps, 0)
+    assert forwards[True] == (cfg.inner_steps, cfg.inner_steps)
+
+
 def test_func_and_higher_backends_give_the_same_meta_gradients(float64):
     grads = {}
     for backend in BACKENDS:

@@ -20,6 +20,21 @@ def test_curriculum_has_the_documented_shapes_and_range():
     assert images.min() >= -1 and images.max() <= 1
 
 
+def test_each_step_is_generated_on_its_own_and_lazily_alike(float64):
+    """BatchNorm statistics are per step: changing one step's inputs leaves every other step's images unchanged."""
+    gtn = GTN(tiny_config(inner_steps=4))
+    images, labels = gtn.curriculum()
+    generate, lazy_labels = gtn.lazy_curriculum()
+    assert torch.equal(lazy_labels, labels)
+    for step in range(4):
+        torch.testing.assert_close(generate(step), images[step], rtol=0, atol=0)
+    with torch.no_grad():
+        gtn.inputs.noise[2] *= -2.0  # not a constant shift: BatchNorm would cancel that
+    changed, _ = gtn.curriculum()
+    assert not torch.allclose(changed[2], images[2])
+    torch.testing.assert_close(changed[[0, 1, 3]], images[[0, 1, 3]], rtol=0, atol=0)
+
+
 def test_labels_are_fixed_and_as_even_as_possible():
     labels = curriculum_labels(inner_steps=20, batch_size=32, num_classes=10)
     counts = torch.bincount(labels.flatten(), minlength=10)

@@ -54,6 +54,43 @@ def test_graph_flag_changes_memory_not_values(backend, float64):
         torch.testing.assert_close(kept.params[name].detach(), dropped.params[name])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_images_may_be_generated_per_step(backend, float64):
+    learner, images, labels, lrs, momenta = _problem()
+    start = initial_state(learner)
+    asked = []
+
+    def generate(step):
+        asked.append(step)
+        return images[step]
+
+    eager = unroll(learner, start, images, labels, lrs, momenta, create_graph=True, backend=backend)
+    lazy = unroll(learner, start, generate, labels, lrs, momenta, create_graph=True, backend=backend)
+    assert asked == list(range(len(lrs)))
+    for name in eager.params:
+        torch.testing.assert_close(lazy.params[name], eager.params[name], rtol=0, atol=0)
+
+
+def test_checkpointed_unroll_matches_the_plain_one_in_values_and_gradients(float64):
+    learner, images, labels, lrs, momenta = _problem()
+    start = initial_state(learner)
+    results = []
+    for checkpoint in (False, True):
+        leaves = [images.clone().requires_grad_(), lrs.clone().requires_grad_(), momenta.clone().requires_grad_()]
+        state = unroll(learner, start, leaves[0], labels, leaves[1], leaves[2], create_graph=True,
+                       checkpoint=checkpoint)
+        loss = sum((p ** 2).sum() for p in state.params.values())
+        results.append((state, torch.autograd.grad(loss, leaves)))
+    (plain, plain_grads), (ckpt, ckpt_grads) = results
+    for name in plain.params:
+        torch.testing.assert_close(ckpt.params[name], plain.params[name], rtol=0, atol=0)
+    for name in plain.buffers:
+        torch.testing.assert_close(ckpt.buffers[name], plain.buffers[name], rtol=0, atol=0)
+    for got, expected in zip(ckpt_grads, plain_grads):
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
+
+
 def test_unroll_leaves_its_input_state_untouched():
     learner, images, labels, lrs, momenta = _problem()
     start = initial_state(learner)
@@ -73,6 +110,8 @@ def test_unroll_rejects_mismatched_shapes_and_unknown_backend():
         unroll(learner, start, images[0], labels, lrs, momenta, create_graph=False)
     with pytest.raises(ValueError, match="'jax'.*func, higher"):
         unroll(learner, start, images, labels, lrs, momenta, create_graph=False, backend="jax")
+    with pytest.raises(ValueError, match="checkpoint=True with backend 'higher'"):
+        unroll(learner, start, images, labels, lrs, momenta, create_graph=True, backend="higher", checkpoint=True)
 
 
 def test_learner_logits_rejects_unknown_bn_mode():
