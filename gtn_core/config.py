@@ -68,8 +68,8 @@ class GTNConfig:
     variant: str = "learned"
     batch_size: int = 32
     inner_steps: int = 20
-    outer_steps: int = 1000
-    eval_every: int = 20
+    outer_steps: int = 500
+    eval_every: int = 25
     noise_distribution: str = "normal"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -83,7 +83,7 @@ class GTNConfig:
     unroll_backend: str = "func"
     checkpoint_unroll: bool = False
     bn_mode: str = "train"
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 250
     train_eval_size: int = 2000
     seed: int = 0
     device: str = "auto"
