@@ -78,7 +78,8 @@ class _RecomputedUnroll(torch.autograd.Function):
                 with torch.no_grad():
                     images = spec.generate(step, *image_inputs)
                 params, buffers, velocity = sgd_step(spec.learner, params, buffers, velocity, images,
-                                                     spec.labels[step], lrs[step], momenta[step], create_graph=False)
+                                                     spec.labels[step], lrs[step].detach(), momenta[step].detach(),
+                                                     create_graph=False)
         ctx.spec, ctx.starts = spec, starts
         ctx.save_for_backward(lrs, momenta, *image_inputs)
         final_buffers = [b.detach() for b in buffers.values()]
@@ -87,6 +88,8 @@ class _RecomputedUnroll(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs):
+        if ctx.starts is None:
+            raise RuntimeError("a checkpointed unroll can be back-propagated only once (its stored states are freed)")
         spec, count = ctx.spec, len(ctx.spec.names)
         lrs, momenta, *image_inputs = ctx.saved_tensors
         wants_images = ctx.needs_input_grad[3 + count:]

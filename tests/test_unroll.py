@@ -91,6 +91,16 @@ def test_checkpointed_unroll_matches_the_plain_one_in_values_and_gradients(float
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
 
 
+def test_checkpointed_unroll_refuses_a_second_backward():
+    learner, images, labels, lrs, momenta = _problem()
+    lrs = lrs.clone().requires_grad_()
+    state = unroll(learner, initial_state(learner), images, labels, lrs, momenta, create_graph=True, checkpoint=True)
+    loss = sum((p ** 2).sum() for p in state.params.values())
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="only once"):
+        loss.backward()
+
+
 def test_unroll_leaves_its_input_state_untouched():
     learner, images, labels, lrs, momenta = _problem()
     start = initial_state(learner)
