@@ -18,6 +18,8 @@ def load_runs(store: Path) -> list[dict]:
     """config, status and metrics of every run directory in a file store, by run id."""
     runs = []
     for directory in sorted((p for p in store.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        if not all((directory / name).is_file() for name in ("metrics.json", "config.json", "run.json")):
+            continue  # a run killed before Sacred wrote its files
         metrics = json.loads((directory / "metrics.json").read_text())
         runs.append({"id": directory.name, "config": json.loads((directory / "config.json").read_text()),
                      "status": json.loads((directory / "run.json").read_text())["status"], "metrics": metrics})

@@ -28,7 +28,7 @@ GRID_SIZE = 9  # experiments A, B, C x variants learned, random_fixed, random, s
 def study_spans(runs_dir: Path) -> dict[str, float]:
     """Seconds from first start to last stop: of the whole study, of its training grid and of its ablations."""
     runs = load_runs(FileStore(runs_dir))
-    study = runs[(runs.status == "COMPLETED") & ((runs.name == ABLATION) | (runs.seed == 0))]
+    study = runs[(runs.status == "COMPLETED") & ((runs.name == ABLATION) | runs.seed.eq(0).fillna(False))]
     training, ablation = study[study.name == TRAINING], study[study.name == ABLATION]
     if len(training) < GRID_SIZE or len(ablation) < GRID_SIZE:
         raise SystemExit(f"{runs_dir}: {len(training)} completed training runs and {len(ablation)} ablations, "
