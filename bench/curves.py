@@ -15,12 +15,14 @@ THRESHOLDS = (0.95, 0.97)
 
 
 def load_runs(store: Path) -> list[dict]:
-    """config, status and metrics of every run directory in a file store, by run id."""
+    """config, status and metrics of every training run (one with test accuracies) in a file store, by run id."""
     runs = []
     for directory in sorted((p for p in store.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         if not all((directory / name).is_file() for name in ("metrics.json", "config.json", "run.json")):
             continue  # a run killed before Sacred wrote its files
         metrics = json.loads((directory / "metrics.json").read_text())
+        if "test_accuracy" not in metrics:
+            continue  # an ablation run, or a training run stopped before its first evaluation
         runs.append({"id": directory.name, "config": json.loads((directory / "config.json").read_text()),
                      "status": json.loads((directory / "run.json").read_text())["status"], "metrics": metrics})
     if not runs:
