@@ -24,12 +24,14 @@ from pathlib import Path
 from curves import first_reaching, load_runs
 from record import command_line, entry, merge_results
 
+from experiments.store import IMPLICIT_IN_OLDER_RUNS
 from gtn_core.config import GTNConfig
 
 REPO = Path(__file__).resolve().parent.parent
 # Configuration that changes what a run computes or measures: a reused run must have the defaults for all of them.
 COMPARED_KEYS = ("eval_every", "eval_batch_size", "bn_mode", "teacher_lr", "inputs_lr", "hyper_lr", "inner_lr_init",
-                 "inner_momentum_init", "real_batch_size", "grad_clip", "unroll_backend", "checkpoint_unroll")
+                 "inner_momentum_init", "real_batch_size", "grad_clip", "lr_schedule", "unroll_backend",
+                 "checkpoint_unroll")
 THRESHOLDS = {0.95: None, 0.97: 900.0}  # threshold -> target seconds (issue: 0.97 within 15 minutes)
 
 
@@ -53,7 +55,8 @@ def seed_runs(stores: list[Path], seeds: int, outer_steps: int | None) -> dict[i
                     and cfg.get("inner_steps") == 20 and cfg.get("dataset") == "mnist"
                     and cfg.get("seed") in range(seeds)
                     and cfg.get("outer_steps") == (outer_steps or defaults.outer_steps)
-                    and all(cfg.get(key) == getattr(defaults, key) for key in COMPARED_KEYS)):
+                    and all(cfg.get(key, IMPLICIT_IN_OLDER_RUNS.get(key)) == getattr(defaults, key)
+                            for key in COMPARED_KEYS)):
                 chosen[cfg["seed"]] = run
     return chosen
 

@@ -43,6 +43,12 @@ def find_run(runs_dir: str | Path, run_id: str | int) -> StoredRun:
     raise ValueError(f"run {run_id!r} not found in the file store {runs_dir}")
 
 
+# Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
+# without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
+IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant"}
+
+
 def same_config(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> bool:
     """Whether a stored config equals `wanted` on every key of `wanted` outside `ignore`."""
-    return all(stored.get(key) == value for key, value in wanted.items() if key not in ignore)
+    return all(stored.get(key, IMPLICIT_IN_OLDER_RUNS.get(key)) == value
+               for key, value in wanted.items() if key not in ignore)

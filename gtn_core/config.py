@@ -7,6 +7,7 @@ VARIANTS = ("learned", "random_fixed", "random")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 UNROLL_BACKENDS = ("func", "higher")
 BN_MODES = ("train", "eval")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _require_positive(owner: str, **values: float) -> None:
@@ -68,7 +69,7 @@ class GTNConfig:
     variant: str = "learned"
     batch_size: int = 32
     inner_steps: int = 20
-    outer_steps: int = 500
+    outer_steps: int = 400
     eval_every: int = 25
     noise_distribution: str = "normal"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -78,8 +79,9 @@ class GTNConfig:
     hyper_lr: float = 1e-2
     inner_lr_init: float = 0.02
     inner_momentum_init: float = 0.5
-    real_batch_size: int = 128
+    real_batch_size: int = 256
     grad_clip: float = 100.0
+    lr_schedule: str = "cosine"
     unroll_backend: str = "func"
     checkpoint_unroll: bool = False
     bn_mode: str = "train"
@@ -93,6 +95,7 @@ class GTNConfig:
         _require_choice("GTNConfig", "noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
         _require_choice("GTNConfig", "unroll_backend", self.unroll_backend, UNROLL_BACKENDS)
         _require_choice("GTNConfig", "bn_mode", self.bn_mode, BN_MODES)
+        _require_choice("GTNConfig", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _require_positive("GTNConfig", batch_size=self.batch_size, inner_steps=self.inner_steps,
                           outer_steps=self.outer_steps, eval_every=self.eval_every, teacher_lr=self.teacher_lr,
                           inputs_lr=self.inputs_lr, hyper_lr=self.hyper_lr, inner_lr_init=self.inner_lr_init,

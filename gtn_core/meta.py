@@ -84,9 +84,17 @@ def evaluate(gtn: GTN, cfg: GTNConfig, data: RealData, train_subset: torch.Tenso
     return test, train
 
 
+def lr_scheduler(optimizer: torch.optim.Optimizer, cfg: GTNConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-outer-step learning-rate schedule for every Adam group: constant, or cosine decay to 0 at `outer_steps`."""
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.outer_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
 def meta_train(gtn: GTN, cfg: GTNConfig, data: RealData) -> Iterator[StepRecord]:
     """Run `cfg.outer_steps` outer steps, yielding a StepRecord after each; evaluates every `eval_every`."""
     optimizer = torch.optim.Adam(gtn.param_groups(cfg))
+    schedule = lr_scheduler(optimizer, cfg)
     train_generator = seeded_generator(cfg.seed, stream=1)
     eval_generator = seeded_generator(cfg.seed, stream=2)
     subset_size = min(cfg.train_eval_size, data.train_images.shape[0])
@@ -95,6 +103,7 @@ def meta_train(gtn: GTN, cfg: GTNConfig, data: RealData) -> Iterator[StepRecord]
     for step in range(1, cfg.outer_steps + 1):
         started = time.perf_counter()
         loss = meta_step(gtn, optimizer, cfg, data, train_generator)
+        schedule.step()
         step_seconds = time.perf_counter() - started
         lrs = tuple(gtn.hparams.lrs().tolist())
         momenta = tuple(gtn.hparams.momenta().tolist())

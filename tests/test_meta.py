@@ -4,15 +4,18 @@ import torch
 
 from conftest import tiny_config
 from gtn_core.gtn import GTN
-from gtn_core.meta import RealData, meta_loss, meta_train
+from gtn_core.meta import RealData, lr_scheduler, meta_loss, meta_train
 
 BACKENDS = ("func", "higher")
+# Every device this machine has: the CUDA cases run where a GPU is present (and are skipped, by name, elsewhere).
+DEVICES = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")))
 
 
-def _real_batch(cfg, n=9, seed=1):
+def _real_batch(cfg, n=9, seed=1, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 1, 8, 8, generator=generator) * 2 - 1
-    return images, torch.randint(0, cfg.teacher.num_classes, (n,), generator=generator)
+    labels = torch.randint(0, cfg.teacher.num_classes, (n,), generator=generator)
+    return images.to(device), labels.to(device)
 
 
 def _loss(gtn, cfg, images, labels):
@@ -46,13 +49,14 @@ def test_meta_gradient_matches_central_finite_differences(backend, float64):
         assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (tuple(tensor.shape), index)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ("learned", "random_fixed"))
-def test_checkpointed_unroll_gives_the_same_meta_gradients_as_the_plain_one(variant, float64):
+def test_checkpointed_unroll_gives_the_same_meta_gradients_as_the_plain_one(variant, device, float64):
     grads = {}
     for checkpoint in (False, True):
         cfg = tiny_config(variant=variant, checkpoint_unroll=checkpoint, inner_steps=4)
-        gtn = GTN(cfg)
-        loss = _loss(gtn, cfg, *_real_batch(cfg))
+        gtn = GTN(cfg).to(device)
+        loss = _loss(gtn, cfg, *_real_batch(cfg, device=device))
         loss.backward()
         grads[checkpoint] = (loss.item(), {name: p.grad.clone() for name, p in gtn.named_parameters()})
     assert grads[True][0] == pytest.approx(grads[False][0], rel=1e-12)
@@ -101,8 +105,10 @@ def test_every_meta_parameter_receives_a_nonzero_gradient(variant):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_meta_training_lowers_the_meta_loss_and_reports_each_step():
-    cfg = tiny_config(outer_steps=40, eval_every=10, teacher_lr=1e-2, inner_lr_init=0.2, real_batch_size=32)
+@pytest.mark.parametrize("device", DEVICES)
+def test_meta_training_lowers_the_meta_loss_and_reports_each_step(device):
+    cfg = tiny_config(outer_steps=40, eval_every=10, teacher_lr=1e-2, inner_lr_init=0.2, real_batch_size=32,
+                      device=device)
     generator = torch.Generator().manual_seed(3)
     # A separable toy problem: class k is a bright k-th third of the image.
     labels = torch.randint(0, 3, (300,), generator=generator)
@@ -110,8 +116,9 @@ def test_meta_training_lowers_the_meta_loss_and_reports_each_step():
     for k in range(3):
         images[labels == k, :, :, k * 2:k * 2 + 3] = 1.0
     images += 0.1 * torch.randn(images.shape, generator=generator)
+    images, labels = images.to(device), labels.to(device)
     data = RealData(images, labels, images[:60], labels[:60])
-    records = list(meta_train(GTN(cfg), cfg, data))
+    records = list(meta_train(GTN(cfg).to(device), cfg, data))
     assert [r.step for r in records] == list(range(1, 41))
     assert [r.step for r in records if r.test_accuracy is not None] == [10, 20, 30, 40]
     assert all(len(r.inner_lrs) == cfg.inner_steps for r in records)
@@ -134,3 +141,28 @@ def test_a_seed_reproduces_a_run_and_another_seed_does_not(variant):
 
     assert losses(0) == losses(0)
     assert losses(0) != losses(1)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_schedule_is_constant_or_decays_to_zero_at_the_last_step(schedule):
+    cfg = tiny_config(outer_steps=10, lr_schedule=schedule)
+    optimizer = torch.optim.Adam(GTN(cfg).param_groups(cfg))
+    schedule_ = lr_scheduler(optimizer, cfg)
+    initial = [group["lr"] for group in optimizer.param_groups]
+    halfway = []
+    for step in range(1, cfg.outer_steps + 1):
+        optimizer.step()
+        schedule_.step()
+        if step == cfg.outer_steps // 2:
+            halfway = [group["lr"] for group in optimizer.param_groups]
+    final = [group["lr"] for group in optimizer.param_groups]
+    if schedule == "constant":
+        assert halfway == initial and final == initial
+    else:
+        assert halfway == pytest.approx([lr / 2 for lr in initial])
+        assert final == pytest.approx([0.0] * len(initial), abs=1e-12)
+
+
+def test_an_unknown_learning_rate_schedule_is_rejected_by_name():
+    with pytest.raises(ValueError, match="lr_schedule='step'.*constant, cosine"):
+        tiny_config(lr_schedule="step")
