@@ -1,6 +1,6 @@
 """Accuracy-per-step of one configuration lever, for sweeping levers side by side (no Sacred, no store).
 
-    python bench/levers.py train --label cosine --set lr_schedule=cosine --out bench/out/levers
+    python bench/levers.py train --label constant --set lr_schedule=constant --out bench/out/levers
     python bench/levers.py train --label small_teacher --set teacher.hidden_size=512 --set teacher.base_channels=64
     python bench/levers.py report bench/out/levers                    # Markdown table of every label in the folder
 
@@ -39,7 +39,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
-def build_config(assignments: list[tuple[str, object]], outer_steps: int, eval_every: int, seed: int):
+def build_config(assignments: list[tuple[str, object]], outer_steps: int | None, eval_every: int | None, seed: int):
     """Experiment A `learned` defaults with the assignments applied; unknown keys raise ValueError naming them."""
     from gtn_core.config import GTNConfig
 
@@ -53,7 +53,9 @@ def build_config(assignments: list[tuple[str, object]], outer_steps: int, eval_e
             top[key] = value
         else:
             raise ValueError(f"--set {key}: expected a GTNConfig field or teacher.<field> / learner.<field>")
-    base = GTNConfig(outer_steps=outer_steps, eval_every=eval_every, seed=seed)
+    defaults = GTNConfig()
+    base = GTNConfig(outer_steps=outer_steps or defaults.outer_steps, eval_every=eval_every or defaults.eval_every,
+                     seed=seed)
     for owner, values in nested.items():
         if values:
             top[owner] = dataclasses.replace(getattr(base, owner), **values)
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("train", help="meta-train one configuration")
     run.add_argument("--label", required=True, help="name of the result file (letters, digits, _ and -)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--outer-steps", type=int, default=500)
-    run.add_argument("--eval-every", type=int, default=25)
+    run.add_argument("--outer-steps", type=int, default=None, help="default: the config's (400)")
+    run.add_argument("--eval-every", type=int, default=None, help="default: the config's (25)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     run.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "levers")

@@ -8,7 +8,7 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py with smoke
     python experiments/mnist_experiment.py with experiment_a variant=learned
     python experiments/mnist_experiment.py with experiment_a variant=random
-    python experiments/mnist_experiment.py with experiment_b variant=random_fixed seed=3 outer_steps=500
+    python experiments/mnist_experiment.py with experiment_b variant=random_fixed seed=3 outer_steps=600
     python experiments/mnist_experiment.py with experiment_c dataset=fashion_mnist unroll_backend=higher
     python experiments/mnist_experiment.py print_config with experiment_a
     python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab

@@ -79,7 +79,7 @@ class GTNConfig:
     hyper_lr: float = 1e-2
     inner_lr_init: float = 0.02
     inner_momentum_init: float = 0.5
-    real_batch_size: int = 256
+    real_batch_size: int = 512
     grad_clip: float = 100.0
     lr_schedule: str = "cosine"
     unroll_backend: str = "func"
