@@ -85,3 +85,11 @@ def test_study_runner_rejects_bad_options(tmp_path):
     assert result.returncode == 2 and "'learned,shiny'" in result.stderr
     result = _command("experiments/run_tasks.py", "--outer-steps", "-5", runs_dir=tmp_path)
     assert result.returncode == 2 and "'-5': expected a positive integer" in result.stderr
+
+
+def test_the_sacred_defaults_are_the_core_defaults():
+    """The experiment's config and GTNConfig() must move together (a study run is the core's default run)."""
+    from experiments.mnist_experiment import build_config, ex
+    from gtn_core.config import GTNConfig
+
+    assert build_config(dict(ex._create_run().config)) == GTNConfig()
