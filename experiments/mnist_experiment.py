@@ -50,7 +50,7 @@ def config():
     batch_size = 32  # synthetic images per inner step
     inner_steps = 20  # unrolled learner SGD steps
     outer_steps = 400  # teacher (meta) updates; with the cosine schedule A reaches 0.97 at ~275 (BENCHMARKS.md)
-    eval_every = 25  # outer steps between evaluations (each scores all 10k test images: ~3 s on 2 cores)
+    eval_every = 25  # outer steps between evaluations (a fresh learner scored on all 10k test images: ~2 s on 2 cores)
     noise_size = 64  # teacher input size (plus a one-hot label)
     noise_distribution = "normal"  # normal (N(0,1)) | uniform (U(-1,1))
     teacher_hidden_size = 1024

@@ -2,9 +2,26 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gtn_core.config import LearnerConfig
+
+
+class MaxPool2x2(nn.Module):
+    """2x2 max pooling with stride 2 (as nn.MaxPool2d(2)); without autograd, two strided maxima instead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H // 2, W // 2), the maximum of each 2x2 window."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            # Training keeps max_pool2d: its gradient goes to one element of a tied window (ties are common in
+            # flat image regions), which pairwise maxima would split.
+            return F.max_pool2d(x, 2)
+        # Scoring: the same values (a maximum is exact), ~10x faster than CPU max_pool2d, which also builds the
+        # argmax indices; it was 40% of the time spent scoring the test set.
+        x = x[:, :, : x.shape[2] // 2 * 2, : x.shape[3] // 2 * 2]
+        rows = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
 class Learner(nn.Module):
@@ -16,7 +33,7 @@ class Learner(nn.Module):
         blocks, in_channels = [], cfg.image_channels
         for out_channels in cfg.channels:
             blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
-                       nn.LeakyReLU(cfg.negative_slope), nn.MaxPool2d(2)]
+                       nn.LeakyReLU(cfg.negative_slope), MaxPool2x2()]
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
         side = cfg.image_size // 2 ** len(cfg.channels)

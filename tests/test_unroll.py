@@ -128,3 +128,17 @@ def test_learner_logits_rejects_unknown_bn_mode():
     learner, images, *_ = _problem()
     with pytest.raises(ValueError, match="'frozen'"):
         learner_logits(learner, initial_state(learner), images[0], "frozen")
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 5, 7, 9)])
+def test_learner_pooling_is_max_pool2d_with_and_without_autograd(shape):
+    from gtn_core.learner import MaxPool2x2
+
+    x = torch.randn(shape, dtype=torch.float64).round(decimals=1)  # rounding makes tied windows common
+    with torch.no_grad():
+        assert torch.equal(MaxPool2x2()(x), F.max_pool2d(x, 2))  # the fast scoring path
+    ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = torch.randn(F.max_pool2d(x, 2).shape, dtype=torch.float64)
+    (MaxPool2x2()(ours) * weights).sum().backward()
+    (F.max_pool2d(reference, 2) * weights).sum().backward()
+    assert torch.equal(ours.grad, reference.grad)  # ties: the whole gradient to one element, as max_pool2d
