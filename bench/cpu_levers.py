@@ -1,0 +1,114 @@
+"""Two CPU levers side by side in one process: how the learner pools when scoring, and torch.compile of the teacher.
+
+    python bench/cpu_levers.py                # both, Experiment A shapes, 10 timed repeats after 1 warm-up
+    python bench/cpu_levers.py --only pooling --repeats 3
+
+pooling: the 10,000 test images scored by one meta-tested learner, once with the learner's own pooling
+(`MaxPool2x2`: two strided maxima when autograd is off) and once with `nn.MaxPool2d(2)` swapped in; the two
+accuracies must be equal. compile: one curriculum's teacher forward plus backward, and whole outer steps
+(`meta_step`), with the eager teacher and with `torch.compile(teacher.forward)` (Inductor, static shapes; its
+first call, compilation included, is timed separately; the two modes alternate call by call). Prints a Markdown table and merges the figures into
+bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from record import command_line, entry, merge_results
+from torch import nn
+
+from gtn_core.config import GTNConfig
+from gtn_core.data import default_data_root, load_dataset
+from gtn_core.evaluate import accuracy, meta_test
+from gtn_core.gtn import GTN, seeded_generator
+from gtn_core.learner import MaxPool2x2
+from gtn_core.meta import RealData, meta_step, to_real_data
+
+LEVERS = ("pooling", "compile")
+
+
+def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple[float, float, float]:
+    """(median, min, max) seconds of `repeats` calls, after one untimed warm-up call unless `warm_up` is False."""
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), min(times), max(times)
+
+
+def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """Scoring the test set with the learner's pooling and with nn.MaxPool2d(2); the accuracies must agree."""
+    learner, state = meta_test(GTN(cfg), cfg, seeded_generator(cfg.seed, stream=2))
+
+    def score() -> float:
+        return accuracy(learner, state, data.test_images, data.test_labels, cfg.bn_mode, cfg.eval_batch_size)
+
+    ours, ours_time = score(), timed(score, repeats)
+    for index, module in enumerate(learner.features):
+        if isinstance(module, MaxPool2x2):
+            learner.features[index] = nn.MaxPool2d(2)
+    reference, reference_time = score(), timed(score, repeats)
+    if ours != reference:
+        raise AssertionError(f"scoring pools disagree: accuracy {ours} with MaxPool2x2, {reference} with MaxPool2d")
+    return [("score_10k_test_maxpool2x2", ours_time), ("score_10k_test_max_pool2d", reference_time)]
+
+
+def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """Teacher forward+backward and whole outer steps, eager and with the teacher's forward compiled (interleaved)."""
+    gtns = {}
+    for mode in ("eager", "compiled"):
+        torch.manual_seed(cfg.seed)
+        gtns[mode] = GTN(cfg)
+    gtns["compiled"].teacher.forward = torch.compile(gtns["compiled"].teacher.forward, dynamic=False)
+
+    def teacher_pass(gtn: GTN) -> None:
+        images, _ = gtn.curriculum()
+        images.sum().backward()
+
+    first = timed(lambda: teacher_pass(gtns["compiled"]), 1, warm_up=False)
+    rows = [("teacher_first_call_compiled", first)]
+    steps = {mode: (torch.optim.Adam(gtn.param_groups(cfg)), seeded_generator(cfg.seed, stream=1))
+             for mode, gtn in gtns.items()}
+    phases = {"teacher_fwd_bwd": lambda mode: teacher_pass(gtns[mode]),
+              "outer_step": lambda mode: meta_step(gtns[mode], *steps[mode][:1], cfg, data, steps[mode][1])}
+    for phase, run in phases.items():
+        # Alternate the two modes call by call, so the machine's drift over the minute hits both alike.
+        samples = {mode: [] for mode in gtns}
+        for repeat in range(repeats + 1):
+            for mode in gtns:
+                seconds = timed(lambda: run(mode), 1, warm_up=False)[0]
+                if repeat:  # the first round warms up
+                    samples[mode].append(seconds)
+        rows += [(f"{phase}_{mode}", (statistics.median(v), min(v), max(v))) for mode, v in samples.items()]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure the chosen levers; print the table; update results.json."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=LEVERS, action="append", help="one lever (repeatable; default both)")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: expected a positive integer")
+    cfg = GTNConfig(batch_size=32, inner_steps=20)  # Experiment A
+    data = to_real_data(load_dataset("mnist", default_data_root()), torch.device("cpu"))
+    measure = {"pooling": pooling_rows, "compile": compile_rows}
+    rows = [row for lever in (args.only or LEVERS) for row in measure[lever](cfg, data, args.repeats)]
+    print(f"Experiment A shapes, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} timed repeats\n\n| measurement | median s | min | max |\n|---|---|---|---|")
+    for name, (median, low, high) in rows:
+        print(f"| {name} | {median:.3f} | {low:.3f} | {high:.3f} |")
+    command = command_line("bench/cpu_levers.py", argv)
+    merge_results([entry(f"lever_exp_a_{name}_s", round(median, 3), "s", None, command) for name, (median, _, _) in rows])
+
+
+if __name__ == "__main__":
+    main()
