@@ -1,18 +1,20 @@
-"""Two CPU levers side by side in one process: how the learner pools when scoring, and torch.compile of the teacher.
+"""CPU speed levers side by side in one process: scoring pooling, torch.compile of the teacher, its upsampling path.
 
-    python bench/cpu_levers.py                # both, Experiment A shapes, 10 timed repeats after 1 warm-up
+    python bench/cpu_levers.py                # all three, Experiment A shapes, 10 timed repeats after 1 warm-up
     python bench/cpu_levers.py --only pooling --repeats 3
 
 pooling: the 10,000 test images scored by one meta-tested learner, once with the learner's own pooling
 (`MaxPool2x2`: two strided maxima when autograd is off) and once with `nn.MaxPool2d(2)` swapped in; the two
 accuracies must be equal. compile: one curriculum's teacher forward plus backward, and whole outer steps
 (`meta_step`), with the eager teacher and with `torch.compile(teacher.forward)` (Inductor, static shapes; its
-first call, compilation included, is timed separately; the two modes alternate call by call). Prints a Markdown table and merges the figures into
-bench/results.json.
+first call, compilation included, is timed separately; the two modes alternate call by call). upsampling: the
+same two timings for `teacher.upsampling` "nearest" and "transposed" (alternating). Prints a Markdown table and
+merges the figures into bench/results.json.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -21,14 +23,14 @@ import torch
 from record import command_line, entry, merge_results
 from torch import nn
 
-from gtn_core.config import GTNConfig
+from gtn_core.config import UPSAMPLINGS, GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.gtn import GTN, seeded_generator
 from gtn_core.learner import MaxPool2x2
 from gtn_core.meta import RealData, meta_step, to_real_data
 
-LEVERS = ("pooling", "compile")
+LEVERS = ("pooling", "compile", "upsampling")
 
 
 def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple[float, float, float]:
@@ -60,26 +62,22 @@ def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str
     return [("score_10k_test_maxpool2x2", ours_time), ("score_10k_test_max_pool2d", reference_time)]
 
 
-def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
-    """Teacher forward+backward and whole outer steps, eager and with the teacher's forward compiled (interleaved)."""
-    gtns = {}
-    for mode in ("eager", "compiled"):
-        torch.manual_seed(cfg.seed)
-        gtns[mode] = GTN(cfg)
-    gtns["compiled"].teacher.forward = torch.compile(gtns["compiled"].teacher.forward, dynamic=False)
+def teacher_pass(gtn: GTN) -> None:
+    """One curriculum's teacher forward and backward."""
+    images, _ = gtn.curriculum()
+    images.sum().backward()
 
-    def teacher_pass(gtn: GTN) -> None:
-        images, _ = gtn.curriculum()
-        images.sum().backward()
 
-    first = timed(lambda: teacher_pass(gtns["compiled"]), 1, warm_up=False)
-    rows = [("teacher_first_call_compiled", first)]
+def alternating(gtns: dict[str, GTN], cfg: GTNConfig, data: RealData,
+                repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """Teacher forward+backward and whole outer steps of each GTN, the GTNs alternating call by call."""
     steps = {mode: (torch.optim.Adam(gtn.param_groups(cfg)), seeded_generator(cfg.seed, stream=1))
              for mode, gtn in gtns.items()}
     phases = {"teacher_fwd_bwd": lambda mode: teacher_pass(gtns[mode]),
-              "outer_step": lambda mode: meta_step(gtns[mode], *steps[mode][:1], cfg, data, steps[mode][1])}
+              "outer_step": lambda mode: meta_step(gtns[mode], steps[mode][0], cfg, data, steps[mode][1])}
+    rows = []
     for phase, run in phases.items():
-        # Alternate the two modes call by call, so the machine's drift over the minute hits both alike.
+        # Alternating, the machine's drift over the minute hits every mode alike.
         samples = {mode: [] for mode in gtns}
         for repeat in range(repeats + 1):
             for mode in gtns:
@@ -90,17 +88,32 @@ def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str
     return rows
 
 
+def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """The eager teacher against `torch.compile(teacher.forward)`; the compiled one's first call timed apart."""
+    gtns = {"eager": GTN(cfg), "compiled": GTN(cfg)}
+    gtns["compiled"].teacher.forward = torch.compile(gtns["compiled"].teacher.forward, dynamic=False)
+    first = timed(lambda: teacher_pass(gtns["compiled"]), 1, warm_up=False)
+    return [("teacher_first_call_compiled", first), *alternating(gtns, cfg, data, repeats)]
+
+
+def upsampling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+    """The teacher's two upsampling paths (`teacher.upsampling`): nearest x2 + 3x3 conv, 4x4 transposed conv."""
+    gtns = {name: GTN(dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, upsampling=name)))
+            for name in UPSAMPLINGS}
+    return alternating(gtns, cfg, data, repeats)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure the chosen levers; print the table; update results.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=LEVERS, action="append", help="one lever (repeatable; default both)")
+    parser.add_argument("--only", choices=LEVERS, action="append", help="one lever (repeatable; default all)")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: expected a positive integer")
     cfg = GTNConfig(batch_size=32, inner_steps=20)  # Experiment A
     data = to_real_data(load_dataset("mnist", default_data_root()), torch.device("cpu"))
-    measure = {"pooling": pooling_rows, "compile": compile_rows}
+    measure = {"pooling": pooling_rows, "compile": compile_rows, "upsampling": upsampling_rows}
     rows = [row for lever in (args.only or LEVERS) for row in measure[lever](cfg, data, args.repeats)]
     print(f"Experiment A shapes, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} timed repeats\n\n| measurement | median s | min | max |\n|---|---|---|---|")

@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 COMPARED_KEYS = ("eval_every", "eval_batch_size", "bn_mode", "teacher_lr", "inputs_lr", "hyper_lr", "inner_lr_init",
                  "inner_momentum_init", "real_batch_size", "grad_clip", "lr_schedule", "unroll_backend",
                  "checkpoint_unroll")
+TEACHER_KEYS = {"noise_size": "noise_size", "teacher_hidden_size": "hidden_size",  # Sacred key -> TeacherConfig field
+                "teacher_base_channels": "base_channels", "teacher_upsampling": "upsampling"}
 THRESHOLDS = {0.95: None, 0.97: 900.0}  # threshold -> target seconds (issue: 0.97 within 15 minutes)
 
 
@@ -47,6 +49,8 @@ def train_seed(runs_dir: Path, seed: int, outer_steps: int | None) -> int:
 def seed_runs(stores: list[Path], seeds: int, outer_steps: int | None) -> dict[int, dict]:
     """The newest COMPLETED default-config Experiment A `learned` run per seed, over the given stores."""
     defaults = GTNConfig()
+    wanted = {**{key: getattr(defaults, key) for key in COMPARED_KEYS},
+              **{key: getattr(defaults.teacher, field) for key, field in TEACHER_KEYS.items()}}
     chosen = {}
     for store in (store for store in stores if store.is_dir() and any(p.name.isdigit() for p in store.iterdir())):
         for run in load_runs(store):
@@ -55,8 +59,7 @@ def seed_runs(stores: list[Path], seeds: int, outer_steps: int | None) -> dict[i
                     and cfg.get("inner_steps") == 20 and cfg.get("dataset") == "mnist"
                     and cfg.get("seed") in range(seeds)
                     and cfg.get("outer_steps") == (outer_steps or defaults.outer_steps)
-                    and all(cfg.get(key, IMPLICIT_IN_OLDER_RUNS.get(key)) == getattr(defaults, key)
-                            for key in COMPARED_KEYS)):
+                    and all(cfg.get(key, IMPLICIT_IN_OLDER_RUNS.get(key)) == value for key, value in wanted.items())):
                 chosen[cfg["seed"]] = run
     return chosen
 

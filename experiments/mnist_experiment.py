@@ -55,6 +55,7 @@ def config():
     noise_distribution = "normal"  # normal (N(0,1)) | uniform (U(-1,1))
     teacher_hidden_size = 1024
     teacher_base_channels = 128  # channels at 7x7, halved after the first upsampling
+    teacher_upsampling = "nearest"  # each x2: nearest + 3x3 conv (as GoodAI) | transposed (4x4 stride-2 transposed conv)
     learner_channels = [32, 64]  # one conv block per entry
     teacher_lr = 1e-3  # Adam, teacher weights
     inputs_lr = 1e-2  # Adam, learned inputs
@@ -112,7 +113,8 @@ def build_config(values: dict) -> GTNConfig:
     """Turn the flat Sacred config into the core's frozen GTNConfig (validating it)."""
     num_classes = 10
     teacher = TeacherConfig(noise_size=values["noise_size"], num_classes=num_classes,
-                            hidden_size=values["teacher_hidden_size"], base_channels=values["teacher_base_channels"])
+                            hidden_size=values["teacher_hidden_size"], base_channels=values["teacher_base_channels"],
+                            upsampling=values["teacher_upsampling"])
     learner = LearnerConfig(channels=tuple(values["learner_channels"]), num_classes=num_classes)
     keys = ("variant", "batch_size", "inner_steps", "outer_steps", "eval_every", "noise_distribution",
             "teacher_lr", "inputs_lr", "hyper_lr", "inner_lr_init", "inner_momentum_init", "real_batch_size",

@@ -45,7 +45,7 @@ def find_run(runs_dir: str | Path, run_id: str | int) -> StoredRun:
 
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
-IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant"}
+IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher_upsampling": "nearest"}
 
 
 def same_config(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> bool:

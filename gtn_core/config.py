@@ -8,6 +8,7 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 UNROLL_BACKENDS = ("func", "higher")
 BN_MODES = ("train", "eval")
 LR_SCHEDULES = ("constant", "cosine")
+UPSAMPLINGS = ("nearest", "transposed")
 
 
 def _require_positive(owner: str, **values: float) -> None:
@@ -23,7 +24,11 @@ def _require_choice(owner: str, name: str, value: str, choices: tuple[str, ...])
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Generator: noise + one-hot label -> dense -> (channels, 7, 7) -> two x2 upsampling convs -> image."""
+    """Generator: noise + one-hot label -> dense -> (channels, 7, 7) -> two x2 upsampling convs -> image.
+
+    `upsampling`: "nearest" (nearest-neighbour x2, then a 3x3 convolution, as GoodAI's teacher) or "transposed"
+    (one 4x4 stride-2 transposed convolution per x2: ~2.3x fewer multiply-adds in the upsampling path).
+    """
 
     noise_size: int = 64
     num_classes: int = 10
@@ -32,8 +37,10 @@ class TeacherConfig:
     image_channels: int = 1
     image_size: int = 28
     negative_slope: float = 0.1
+    upsampling: str = "nearest"
 
     def __post_init__(self) -> None:
+        _require_choice("TeacherConfig", "upsampling", self.upsampling, UPSAMPLINGS)
         _require_positive("TeacherConfig", noise_size=self.noise_size, num_classes=self.num_classes,
                           hidden_size=self.hidden_size, base_channels=self.base_channels,
                           image_channels=self.image_channels, image_size=self.image_size)

@@ -25,12 +25,10 @@ class Teacher(nn.Module):
             nn.LeakyReLU(cfg.negative_slope),
         )
         self.upsample = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(cfg.base_channels, mid_channels, 3, padding=1),
+            *_upsample_x2(cfg.upsampling, cfg.base_channels, mid_channels),
             nn.BatchNorm2d(mid_channels, track_running_stats=False),
             nn.LeakyReLU(cfg.negative_slope),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(mid_channels, cfg.image_channels, 3, padding=1),
+            *_upsample_x2(cfg.upsampling, mid_channels, cfg.image_channels),
         )
         # BatchNorm always uses batch statistics (no running state), so a curriculum is a pure
         # function of the teacher's weights and inputs, in training and at meta-test alike. Statistics
@@ -49,6 +47,13 @@ class Teacher(nn.Module):
         # Step by step rather than one (K*B)-row batch: BatchNorm statistics stay per step (as when the unroll
         # generates each batch lazily) and, measured, it is faster on CPU for K*B >= 640 (cache-sized tensors).
         return torch.stack([self(noise[step], labels[step]) for step in range(labels.shape[0])])
+
+
+def _upsample_x2(upsampling: str, in_channels: int, out_channels: int) -> list[nn.Module]:
+    """Layers that double the side of (N, in_channels, s, s) into (N, out_channels, 2s, 2s)."""
+    if upsampling == "transposed":
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, 3, padding=1)]
 
 
 def curriculum_labels(inner_steps: int, batch_size: int, num_classes: int) -> torch.Tensor:

@@ -93,3 +93,5 @@ def test_the_sacred_defaults_are_the_core_defaults():
     from gtn_core.config import GTNConfig
 
     assert build_config(dict(ex._create_run().config)) == GTNConfig()
+    transposed = build_config(dict(ex._create_run(config_updates={"teacher_upsampling": "transposed"}).config))
+    assert transposed.teacher.upsampling == "transposed"

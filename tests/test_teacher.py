@@ -1,4 +1,6 @@
 """Teacher, teacher-input variants, checkpoints, meta-test order and the curriculum picture."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,20 @@ def test_curriculum_has_the_documented_shapes_and_range():
     assert images.shape == (3, 6, 1, 8, 8)
     assert labels.shape == (3, 6)
     assert images.min() >= -1 and images.max() <= 1
+
+
+def test_transposed_upsampling_generates_the_same_shapes_and_trains_every_weight():
+    base = tiny_config()
+    cfg = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, upsampling="transposed"))
+    gtn = GTN(cfg)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in gtn.teacher.modules())
+    assert not any(isinstance(m, torch.nn.Upsample) for m in gtn.teacher.modules())
+    images, _ = gtn.curriculum()
+    assert images.shape == (3, 6, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
+    images.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gtn.teacher.parameters())
+    with pytest.raises(ValueError, match="upsampling='bilinear': expected one of nearest, transposed"):
+        dataclasses.replace(base.teacher, upsampling="bilinear")
 
 
 def test_each_step_is_generated_on_its_own_and_lazily_alike(float64):
