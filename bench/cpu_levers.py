@@ -3,9 +3,9 @@
     python bench/cpu_levers.py                # all three, Experiment A shapes, 10 timed repeats after 1 warm-up
     python bench/cpu_levers.py --only pooling --repeats 3
 
-pooling: the 10,000 test images scored by one meta-tested learner, once with the learner's own pooling
-(`MaxPool2x2`: two strided maxima when autograd is off) and once with `nn.MaxPool2d(2)` swapped in; the two
-accuracies must be equal. compile: one curriculum's teacher forward plus backward, and whole outer steps
+pooling: the 10,000 test images scored by one meta-tested learner, with the learner's own pooling (`MaxPool2x2`:
+two strided maxima when autograd is off) and with `nn.MaxPool2d(2)` swapped in, alternating; the two accuracies
+must be equal. compile: one curriculum's teacher forward plus backward, and whole outer steps
 (`meta_step`), with the eager teacher and with `torch.compile(teacher.forward)` (Inductor, static shapes; its
 first call, compilation included, is timed separately; the two modes alternate call by call). upsampling: the
 same two timings for `teacher.upsampling` "nearest" and "transposed" (alternating). Prints a Markdown table and
@@ -14,6 +14,7 @@ merges the figures into bench/results.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import time
@@ -46,20 +47,23 @@ def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple
 
 
 def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
-    """Scoring the test set with the learner's pooling and with nn.MaxPool2d(2); the accuracies must agree."""
+    """Scoring the test set with the learner's pooling and with nn.MaxPool2d(2), alternating; accuracies must agree."""
     learner, state = meta_test(GTN(cfg), cfg, seeded_generator(cfg.seed, stream=2))
-
-    def score() -> float:
-        return accuracy(learner, state, data.test_images, data.test_labels, cfg.bn_mode, cfg.eval_batch_size)
-
-    ours, ours_time = score(), timed(score, repeats)
-    for index, module in enumerate(learner.features):
+    reference = copy.deepcopy(learner)
+    for index, module in enumerate(reference.features):
         if isinstance(module, MaxPool2x2):
-            learner.features[index] = nn.MaxPool2d(2)
-    reference, reference_time = score(), timed(score, repeats)
-    if ours != reference:
-        raise AssertionError(f"scoring pools disagree: accuracy {ours} with MaxPool2x2, {reference} with MaxPool2d")
-    return [("score_10k_test_maxpool2x2", ours_time), ("score_10k_test_max_pool2d", reference_time)]
+            reference.features[index] = nn.MaxPool2d(2)
+    learners = {"maxpool2x2": learner, "max_pool2d": reference}
+    scores = {name: accuracy(model, state, data.test_images, data.test_labels, cfg.bn_mode, cfg.eval_batch_size)
+              for name, model in learners.items()}
+    if len(set(scores.values())) != 1:
+        raise AssertionError(f"scoring pools disagree: test accuracy {scores}")
+    samples = {name: [] for name in learners}
+    for _ in range(repeats):
+        for name, model in learners.items():
+            samples[name].append(timed(lambda: accuracy(model, state, data.test_images, data.test_labels, cfg.bn_mode,
+                                                        cfg.eval_batch_size), 1, warm_up=False)[0])
+    return [(f"score_10k_test_{name}", (statistics.median(v), min(v), max(v))) for name, v in samples.items()]
 
 
 def teacher_pass(gtn: GTN) -> None:
