@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -34,36 +35,41 @@ from gtn_core.meta import RealData, meta_step, to_real_data
 LEVERS = ("pooling", "compile", "upsampling")
 
 
-def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple[float, float, float]:
-    """(median, min, max) seconds of `repeats` calls, after one untimed warm-up call unless `warm_up` is False."""
-    if warm_up:
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), min(times), max(times)
+Timing = tuple[float, float, float]  # median, min, max seconds
 
 
-def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Time each call `repeats` times, the calls taking turns (after one untimed round), so drift hits all alike."""
+    samples = {name: [] for name in calls}
+    for repeat in range(repeats + 1):
+        for name, call in calls.items():
+            took = seconds(call)
+            if repeat:
+                samples[name].append(took)
+    return {name: (statistics.median(v), min(v), max(v)) for name, v in samples.items()}
+
+
+def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, Timing]]:
     """Scoring the test set with the learner's pooling and with nn.MaxPool2d(2), alternating; accuracies must agree."""
     learner, state = meta_test(GTN(cfg), cfg, seeded_generator(cfg.seed, stream=2))
     reference = copy.deepcopy(learner)
     for index, module in enumerate(reference.features):
         if isinstance(module, MaxPool2x2):
             reference.features[index] = nn.MaxPool2d(2)
-    learners = {"maxpool2x2": learner, "max_pool2d": reference}
-    scores = {name: accuracy(model, state, data.test_images, data.test_labels, cfg.bn_mode, cfg.eval_batch_size)
-              for name, model in learners.items()}
+    scorers = {name: functools.partial(accuracy, model, state, data.test_images, data.test_labels, cfg.bn_mode,
+                                       cfg.eval_batch_size)
+               for name, model in {"maxpool2x2": learner, "max_pool2d": reference}.items()}
+    scores = {name: score() for name, score in scorers.items()}
     if len(set(scores.values())) != 1:
         raise AssertionError(f"scoring pools disagree: test accuracy {scores}")
-    samples = {name: [] for name in learners}
-    for _ in range(repeats):
-        for name, model in learners.items():
-            samples[name].append(timed(lambda: accuracy(model, state, data.test_images, data.test_labels, cfg.bn_mode,
-                                                        cfg.eval_batch_size), 1, warm_up=False)[0])
-    return [(f"score_10k_test_{name}", (statistics.median(v), min(v), max(v))) for name, v in samples.items()]
+    return [(f"score_10k_test_{name}", timing) for name, timing in alternate(scorers, repeats).items()]
 
 
 def teacher_pass(gtn: GTN) -> None:
@@ -72,39 +78,31 @@ def teacher_pass(gtn: GTN) -> None:
     images.sum().backward()
 
 
-def alternating(gtns: dict[str, GTN], cfg: GTNConfig, data: RealData,
-                repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
-    """Teacher forward+backward and whole outer steps of each GTN, the GTNs alternating call by call."""
-    steps = {mode: (torch.optim.Adam(gtn.param_groups(cfg)), seeded_generator(cfg.seed, stream=1))
-             for mode, gtn in gtns.items()}
-    phases = {"teacher_fwd_bwd": lambda mode: teacher_pass(gtns[mode]),
-              "outer_step": lambda mode: meta_step(gtns[mode], steps[mode][0], cfg, data, steps[mode][1])}
-    rows = []
-    for phase, run in phases.items():
-        # Alternating, the machine's drift over the minute hits every mode alike.
-        samples = {mode: [] for mode in gtns}
-        for repeat in range(repeats + 1):
-            for mode in gtns:
-                seconds = timed(lambda: run(mode), 1, warm_up=False)[0]
-                if repeat:  # the first round warms up
-                    samples[mode].append(seconds)
-        rows += [(f"{phase}_{mode}", (statistics.median(v), min(v), max(v))) for mode, v in samples.items()]
-    return rows
+def teacher_and_step_rows(gtns: dict[str, GTN], cfg: GTNConfig, data: RealData,
+                          repeats: int) -> list[tuple[str, Timing]]:
+    """Teacher forward+backward, then whole outer steps, of each GTN, the GTNs alternating call by call."""
+    optimizers = {mode: torch.optim.Adam(gtn.param_groups(cfg)) for mode, gtn in gtns.items()}
+    generators = {mode: seeded_generator(cfg.seed, stream=1) for mode in gtns}
+    teacher = alternate({mode: functools.partial(teacher_pass, gtn) for mode, gtn in gtns.items()}, repeats)
+    step = alternate({mode: functools.partial(meta_step, gtn, optimizers[mode], cfg, data, generators[mode])
+                      for mode, gtn in gtns.items()}, repeats)
+    return ([(f"teacher_fwd_bwd_{mode}", timing) for mode, timing in teacher.items()]
+            + [(f"outer_step_{mode}", timing) for mode, timing in step.items()])
 
 
-def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, Timing]]:
     """The eager teacher against `torch.compile(teacher.forward)`; the compiled one's first call timed apart."""
     gtns = {"eager": GTN(cfg), "compiled": GTN(cfg)}
     gtns["compiled"].teacher.forward = torch.compile(gtns["compiled"].teacher.forward, dynamic=False)
-    first = timed(lambda: teacher_pass(gtns["compiled"]), 1, warm_up=False)
-    return [("teacher_first_call_compiled", first), *alternating(gtns, cfg, data, repeats)]
+    first = seconds(functools.partial(teacher_pass, gtns["compiled"]))
+    return [("teacher_first_call_compiled", (first, first, first)), *teacher_and_step_rows(gtns, cfg, data, repeats)]
 
 
-def upsampling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, tuple[float, float, float]]]:
+def upsampling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, Timing]]:
     """The teacher's two upsampling paths (`teacher.upsampling`): nearest x2 + 3x3 conv, 4x4 transposed conv."""
     gtns = {name: GTN(dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, upsampling=name)))
             for name in UPSAMPLINGS}
-    return alternating(gtns, cfg, data, repeats)
+    return teacher_and_step_rows(gtns, cfg, data, repeats)
 
 
 def main(argv: list[str] | None = None) -> None:

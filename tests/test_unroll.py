@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config
-from gtn_core.learner import init_learner
+from gtn_core.learner import MaxPool2x2, init_learner
 from gtn_core.unroll import initial_state, learner_logits, unroll
 
 BACKENDS = ("func", "higher")
@@ -132,8 +132,6 @@ def test_learner_logits_rejects_unknown_bn_mode():
 
 @pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 5, 7, 9)])
 def test_learner_pooling_is_max_pool2d_with_and_without_autograd(shape):
-    from gtn_core.learner import MaxPool2x2
-
     x = torch.randn(shape, dtype=torch.float64).round(decimals=1)  # rounding makes tied windows common
     with torch.no_grad():
         assert torch.equal(MaxPool2x2()(x), F.max_pool2d(x, 2))  # the fast scoring path
