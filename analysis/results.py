@@ -28,13 +28,20 @@ from pymongo.errors import PyMongoError
 
 from experiments.observers import MONGO_URL_VARIABLE, default_runs_dir, mongo_settings, redact
 
-TRAINING, ABLATION = "gtn_mnist", "gtn_shuffle_ablation"
-EXPERIMENT_SHAPES = {(32, 20): "A", (32, 10): "B", (16, 10): "C"}  # (batch_size, inner_steps) -> experiment
+TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_sgd"
+# (batch_size, inner_steps) -> experiment; "paper" is Such et al.'s MNIST shape (Fig. 1c)
+EXPERIMENT_SHAPES = {(32, 20): "A", (32, 10): "B", (16, 10): "C", (128, 32): "paper"}
 VARIANT_ORDER = ("learned", "random_fixed", "random")
-CELL_KEYS = ("experiment", "variant", "dataset", "seed")
-RUN_COLUMNS = ["run_id", "file_store_id", "name", "status", "experiment", "variant", "dataset", "seed",
-               "batch_size", "inner_steps", "outer_steps", "start_time", "stop_time", "wall_seconds",
-               "final_accuracy", "config"]
+CURRICULUM_ORDER = ("full", "shuffled_batch", "all_shuffled", "none")
+TEACHER_ORDER = ("gtn", "real_data", "tuned_sgd", "distillation")
+CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "dataset", "seed")
+RUN_COLUMNS = ["run_id", "file_store_id", "name", "status", "experiment", "teacher", "curriculum", "variant",
+               "dataset", "seed", "batch_size", "inner_steps", "outer_steps", "start_time", "stop_time",
+               "wall_seconds", "final_accuracy", "config"]
+# Such et al. (2019), Fig. 1c, MNIST (batch 128, 32 inner steps, 2,000 outer steps): final test accuracy per
+# curriculum, read from the figure.
+PAPER_CURRICULA = pd.DataFrame([("full", 0.985), ("shuffled_batch", 0.974), ("all_shuffled", 0.968), ("none", 0.957)],
+                               columns=["curriculum", "paper_accuracy"])
 # GoodAI's published MNIST results (approx.): final test accuracy and shuffled-order median per cell.
 REFERENCE = pd.DataFrame(
     [("A", "learned", 0.972, 0.77), ("A", "random_fixed", 0.973, 0.70), ("A", "random", 0.929, 0.925),
@@ -187,13 +194,29 @@ def experiment_of(batch_size, inner_steps) -> str | None:
     return EXPERIMENT_SHAPES.get((batch_size, inner_steps))
 
 
+def _teacher_of(record: RunRecord) -> tuple[str | None, str | None, str | None]:
+    """(teacher, curriculum, variant) of a run; runs stored before those keys existed were GTNs, full curriculum."""
+    config = record.config
+    if record.name == TUNED_SGD:
+        return "tuned_sgd", None, None
+    if record.name != TRAINING:
+        return None, None, None
+    teacher = config.get("teacher", "gtn")
+    if teacher != "gtn":
+        return teacher, None, None
+    return teacher, config.get("curriculum", "full"), config.get("variant")
+
+
 def _run_row(record: RunRecord) -> dict:
     config = record.config
     wall = (record.stop_time - record.start_time).total_seconds() if record.start_time and record.stop_time else None
-    final = record.result if record.name == TRAINING and isinstance(record.result, (int, float)) else None
+    scored = record.name in (TRAINING, TUNED_SGD) and isinstance(record.result, (int, float))
+    final = record.result if scored else None
+    teacher, curriculum, variant = _teacher_of(record)
     return {"run_id": record.run_id, "file_store_id": record.file_store_id, "name": record.name,
             "status": record.status, "experiment": experiment_of(config.get("batch_size"), config.get("inner_steps")),
-            "variant": config.get("variant"), "dataset": config.get("dataset"), "seed": config.get("seed"),
+            "teacher": teacher, "curriculum": curriculum,
+            "variant": variant, "dataset": config.get("dataset"), "seed": config.get("seed"),
             "batch_size": config.get("batch_size"), "inner_steps": config.get("inner_steps"),
             "outer_steps": config.get("outer_steps"), "start_time": record.start_time, "stop_time": record.stop_time,
             "wall_seconds": wall, "final_accuracy": final, "config": config}
@@ -212,15 +235,22 @@ def load_runs(store: Store) -> pd.DataFrame:
     return runs
 
 
-def select_runs(runs: pd.DataFrame, latest: bool = True, **config) -> pd.DataFrame:
-    """COMPLETED training runs of A/B/C whose config has every given value (e.g. dataset="mnist", outer_steps=1000).
+def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] = (TRAINING,),
+                **config) -> pd.DataFrame:
+    """COMPLETED runs of a named shape whose config has every given value (e.g. dataset="mnist", outer_steps=1000).
 
-    With `latest`, only the newest run of each cell (experiment, variant, dataset, seed): several seeds stay,
-    reruns of one seed do not. Rows are sorted by experiment, variant order and seed.
+    `teacher` and `curriculum` select on the columns (runs stored before those keys existed count as a GTN with
+    the full curriculum); any other key on the run's config. `names` are the Sacred experiments taken (the tuned-SGD
+    baseline is `TUNED_SGD`). With `latest`, only the newest run of each cell (experiment, teacher, curriculum,
+    variant, dataset, seed): several seeds stay, reruns of one seed do not. Rows are sorted by experiment, variant
+    order and seed.
     """
-    chosen = runs[(runs.name == TRAINING) & (runs.status == "COMPLETED") & runs.experiment.notna()]
+    chosen = runs[runs.name.isin(names) & (runs.status == "COMPLETED") & runs.experiment.notna()]
     for key, value in config.items():
-        chosen = chosen[chosen.config.map(lambda stored: stored.get(key) == value)]
+        if key in ("teacher", "curriculum"):
+            chosen = chosen[chosen[key] == value]
+        else:
+            chosen = chosen[chosen.config.map(lambda stored: stored.get(key) == value)]
     if latest:
         chosen = chosen.sort_values("start_time", kind="stable").groupby(list(CELL_KEYS), dropna=False).tail(1)
     order = chosen.variant.map({variant: i for i, variant in enumerate(VARIANT_ORDER)})
@@ -278,6 +308,7 @@ def load_artifacts(store: Store, run_ids) -> pd.DataFrame:
 def summary_table(runs: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, variant): mean final accuracy over the selected runs' seeds and the median of the learned and
     shuffled ablation accuracies of their teachers, beside GoodAI's reference values and the differences."""
+    runs = runs[(runs.teacher == "gtn") & (runs.curriculum == "full")]
     final = runs.groupby(["experiment", "variant"]).agg(seeds=("seed", "nunique"),
                                                         final_accuracy=("final_accuracy", "mean"))
     mine = ablation[ablation.source_run_id.isin(runs.run_id)]
@@ -293,4 +324,30 @@ def summary_table(runs: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     table = table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order")
     return table[["experiment", "variant", "seeds", "final_accuracy", "reference_accuracy", "accuracy_difference",
                   "learned_median", "shuffled_median", "reference_shuffled_median", "shuffled_difference"]] \
+        .reset_index(drop=True)
+
+
+def arm_table(runs: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """Per (experiment, `arm` value: a curriculum or a teacher): seeds, final test accuracy mean and sd, wall time."""
+    return runs.groupby(["experiment", arm]).agg(
+        seeds=("seed", "nunique"), accuracy_mean=("final_accuracy", "mean"), accuracy_sd=("final_accuracy", "std"),
+        wall_minutes=("wall_seconds", lambda seconds: seconds.mean() / 60)).reset_index()
+
+
+def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """`arm_table` by curriculum (GTN runs), beside the paper's Fig. 1c values and the differences."""
+    gtn = runs[runs.teacher == "gtn"]
+    table = arm_table(gtn, "curriculum").merge(PAPER_CURRICULA, on="curriculum", how="left")
+    table["difference"] = table.accuracy_mean - table.paper_accuracy
+    order = table.curriculum.map({name: i for i, name in enumerate(CURRICULUM_ORDER)})
+    return table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order") \
+        .reset_index(drop=True)
+
+
+def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """`arm_table` by teacher: the GTN (full curriculum, learned inputs), real data, tuned SGD and distillation."""
+    chosen = runs[(runs.teacher != "gtn") | ((runs.curriculum == "full") & (runs.variant == "learned"))]
+    table = arm_table(chosen, "teacher")
+    order = table.teacher.map({name: i for i, name in enumerate(TEACHER_ORDER)})
+    return table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order") \
         .reset_index(drop=True)

@@ -28,7 +28,8 @@ from torch import nn
 from gtn_core.config import UPSAMPLINGS, GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.evaluate import accuracy, meta_test
-from gtn_core.gtn import GTN, seeded_generator
+from gtn_core.seeds import seeded_generator
+from gtn_core.teachers import GTN
 from gtn_core.learner import MaxPool2x2
 from gtn_core.meta import RealData, meta_step, to_real_data
 
@@ -74,8 +75,7 @@ def pooling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str
 
 def teacher_pass(gtn: GTN) -> None:
     """One curriculum's teacher forward and backward."""
-    images, _ = gtn.curriculum()
-    images.sum().backward()
+    gtn.curriculum(torch.Generator()).materialize().sum().backward()
 
 
 def teacher_and_step_rows(gtns: dict[str, GTN], cfg: GTNConfig, data: RealData,
@@ -93,14 +93,14 @@ def teacher_and_step_rows(gtns: dict[str, GTN], cfg: GTNConfig, data: RealData,
 def compile_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, Timing]]:
     """The eager teacher against `torch.compile(teacher.forward)`; the compiled one's first call timed apart."""
     gtns = {"eager": GTN(cfg), "compiled": GTN(cfg)}
-    gtns["compiled"].teacher.forward = torch.compile(gtns["compiled"].teacher.forward, dynamic=False)
+    gtns["compiled"].generator.forward = torch.compile(gtns["compiled"].generator.forward, dynamic=False)
     first = seconds(functools.partial(teacher_pass, gtns["compiled"]))
     return [("teacher_first_call_compiled", (first, first, first)), *teacher_and_step_rows(gtns, cfg, data, repeats)]
 
 
 def upsampling_rows(cfg: GTNConfig, data: RealData, repeats: int) -> list[tuple[str, Timing]]:
     """The teacher's two upsampling paths (`teacher.upsampling`): nearest x2 + 3x3 conv, 4x4 transposed conv."""
-    gtns = {name: GTN(dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, upsampling=name)))
+    gtns = {name: GTN(dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, upsampling=name)))
             for name in UPSAMPLINGS}
     return teacher_and_step_rows(gtns, cfg, data, repeats)
 

@@ -1,7 +1,7 @@
 """Accuracy-per-step of one configuration lever, for sweeping levers side by side (no Sacred, no store).
 
     python bench/levers.py train --label constant --set lr_schedule=constant --out bench/out/levers
-    python bench/levers.py train --label small_teacher --set teacher.hidden_size=512 --set teacher.base_channels=64
+    python bench/levers.py train --label small_teacher --set generator.hidden_size=512 --set generator.base_channels=64
     python bench/levers.py report bench/out/levers                    # Markdown table of every label in the folder
 
 `train` meta-trains Experiment A `learned` (or whatever `--set` changes) with the core alone and writes
@@ -9,7 +9,7 @@
 training and of evaluation so far) and the median outer-step time. Several `train` processes may run at once
 (one per lever), e.g. on a GPU machine, to rank levers by accuracy per outer step; their wall times are then only
 comparable with each other. Wall time on the 2-core CPU is what bench/time_to_accuracy.py measures.
-`--set` takes `key=value` for any GTNConfig field, `teacher.<field>` and `learner.<field>`; values are parsed
+`--set` takes `key=value` for any GTNConfig field, `generator.<field>` and `learner.<field>`; values are parsed
 as Python literals (numbers, tuples, True/False) and fall back to strings.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ THRESHOLDS = (0.95, 0.96, 0.97)
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
-    """'teacher.hidden_size=512' -> ('teacher.hidden_size', 512); a bad form raises ValueError naming it."""
+    """'generator.hidden_size=512' -> ('generator.hidden_size', 512); a bad form raises ValueError naming it."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ValueError(f"--set {text!r}: expected key=value, e.g. real_batch_size=256")
@@ -43,7 +43,7 @@ def build_config(assignments: list[tuple[str, object]], outer_steps: int | None,
     """Experiment A `learned` defaults with the assignments applied; unknown keys raise ValueError naming them."""
     from gtn_core.config import GTNConfig
 
-    top, nested = {}, {"teacher": {}, "learner": {}}
+    top, nested = {}, {"generator": {}, "learner": {}}
     fields = {f.name for f in dataclasses.fields(GTNConfig)}
     for key, value in assignments:
         owner, _, name = key.rpartition(".")
@@ -52,7 +52,7 @@ def build_config(assignments: list[tuple[str, object]], outer_steps: int | None,
         elif not owner and key in fields:
             top[key] = value
         else:
-            raise ValueError(f"--set {key}: expected a GTNConfig field or teacher.<field> / learner.<field>")
+            raise ValueError(f"--set {key}: expected a GTNConfig field or generator.<field> / learner.<field>")
     defaults = GTNConfig()
     base = GTNConfig(outer_steps=outer_steps or defaults.outer_steps, eval_every=eval_every or defaults.eval_every,
                      seed=seed)
@@ -68,7 +68,7 @@ def train(args: argparse.Namespace) -> Path:
 
     from gtn_core.data import default_data_root, load_dataset
     from gtn_core.device import resolve_device
-    from gtn_core.gtn import GTN
+    from gtn_core.teachers import GTN
     from gtn_core.meta import meta_train, to_real_data
 
     if args.threads:
@@ -94,7 +94,7 @@ def train(args: argparse.Namespace) -> Path:
         result = {"label": args.label, "set": args.set, "config": dataclasses.asdict(cfg), "device": str(device),
                   "torch": torch.__version__, "threads": torch.get_num_threads(),
                   "median_step_s": statistics.median(step_times), "wall_s": time.perf_counter() - started,
-                  "teacher_parameters": sum(p.numel() for p in gtn.teacher.parameters()),
+                  "teacher_parameters": sum(p.numel() for p in gtn.generator.parameters()),
                   "complete": record.step == cfg.outer_steps, "curve": curve}
         path.write_text(json.dumps(result, indent=1))
     return path

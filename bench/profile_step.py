@@ -22,7 +22,8 @@ from record import command_line, entry, merge_results
 from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.evaluate import accuracy, meta_test
-from gtn_core.gtn import GTN, seeded_generator
+from gtn_core.seeds import seeded_generator
+from gtn_core.teachers import GTN
 from gtn_core.learner import init_learner
 from gtn_core.meta import to_real_data
 from gtn_core.unroll import initial_state, learner_logits, unroll
@@ -48,7 +49,8 @@ def profiled_step(gtn: GTN, optimizer, cfg: GTNConfig, data, generator: torch.Ge
     index = torch.randint(0, data.train_images.shape[0], (cfg.real_batch_size,), generator=generator)
     optimizer.zero_grad(set_to_none=True)
     learner = init_learner(cfg.learner, generator, data.train_images.device)
-    images, labels = gtn.curriculum()
+    curriculum = gtn.curriculum(generator)
+    images, labels = curriculum.materialize(), curriculum.labels
     times["teacher_forward"] = clock() - start
     mark = clock()
     final = unroll(learner, initial_state(learner), images, labels, gtn.hparams.lrs(), gtn.hparams.momenta(),

@@ -27,7 +27,7 @@ from curves import first_reaching, load_runs
 from record import command_line, entry, merge_results
 
 from experiments.mnist_experiment import build_config
-from experiments.store import IMPLICIT_IN_OLDER_RUNS
+from experiments.store import upgrade_config
 from gtn_core.config import GTNConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def is_default_run(cfg: dict, seeds: int, outer_steps: int | None) -> bool:
     if cfg.get("dataset") != "mnist" or cfg.get("seed") not in range(seeds):
         return False
     try:  # the experiment's own Sacred -> core mapping; keys added later count as their old behaviour
-        stored = build_config({**IMPLICIT_IN_OLDER_RUNS, **cfg})
+        stored = build_config(upgrade_config(cfg))
     except (KeyError, ValueError):
         return False
     defaults = GTNConfig()

@@ -1,4 +1,4 @@
-"""Meta-train a Generative Teaching Network on MNIST (or Fashion-MNIST), tracked by Sacred.
+"""Meta-train a teacher (a GTN with any curriculum, real data, or distilled pixels) on MNIST or Fashion-MNIST.
 
 Every run is recorded in the file store `runs/` (or $GTN_RUNS_DIR): config, metrics, the final teacher
 checkpoint (`teacher.pt`: weights, inputs, inner hyper-parameters) and the curriculum picture
@@ -10,6 +10,11 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py with experiment_a variant=random
     python experiments/mnist_experiment.py with experiment_b variant=random_fixed seed=3 outer_steps=600
     python experiments/mnist_experiment.py with experiment_c dataset=fashion_mnist unroll_backend=higher
+    python experiments/mnist_experiment.py with experiment_b curriculum=shuffled_batch
+    python experiments/mnist_experiment.py with experiment_b curriculum=none variant=random
+    python experiments/mnist_experiment.py with experiment_b teacher=real_data
+    python experiments/mnist_experiment.py with experiment_b teacher=distillation
+    python experiments/mnist_experiment.py with paper checkpoint_unroll=True generator.hidden_size=512
     python experiments/mnist_experiment.py print_config with experiment_a
     python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab
 
@@ -22,6 +27,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import torch
+
 # Sacred 0.8.7 imports pkg_resources, which setuptools deprecates loudly; the pin keeps it working.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
@@ -30,96 +37,35 @@ from sacred.utils import apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
 from experiments.observers import attach_observers, mongo_option
+from experiments.dataclass_config import DataclassConfig, core_config
+from experiments.shapes import add_shape_configs
 from gtn_core.checkpoint import save_checkpoint
-from gtn_core.config import GTNConfig, LearnerConfig, TeacherConfig
+from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.gtn import GTN
 from gtn_core.meta import StepRecord, meta_train, to_real_data
+from gtn_core.seeds import EVALUATION, seeded_generator
+from gtn_core.teachers import Teacher, build_teacher
 from gtn_core.visualize import save_curriculum_png
 
 ex = Experiment("gtn_mnist", additional_cli_options=[mongo_option])
 ex.captured_out_filter = apply_backspaces_and_linefeeds  # keep progress-bar redraws out of the log
 
 
+ex.configurations.append(DataclassConfig(GTNConfig()))  # every training knob, from the core's dataclasses
+add_shape_configs(ex)
+
+
 @ex.config
 def config():
     dataset = "mnist"  # mnist | fashion_mnist
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
-    variant = "learned"  # learned | random_fixed | random
-    batch_size = 32  # synthetic images per inner step
-    inner_steps = 20  # unrolled learner SGD steps
-    outer_steps = 400  # teacher (meta) updates; with the cosine schedule A reaches 0.97 at ~275 (BENCHMARKS.md)
-    eval_every = 25  # outer steps between evaluations (a fresh learner scored on all 10k test images: ~2 s on 2 cores)
-    noise_size = 64  # teacher input size (plus a one-hot label)
-    noise_distribution = "normal"  # normal (N(0,1)) | uniform (U(-1,1))
-    teacher_hidden_size = 1024
-    teacher_base_channels = 128  # channels at 7x7, halved after the first upsampling
-    teacher_upsampling = "nearest"  # each x2: nearest + 3x3 conv (as GoodAI) | transposed (4x4 stride-2 transposed conv)
-    learner_channels = [32, 64]  # one conv block per entry
-    teacher_lr = 1e-3  # Adam, teacher weights
-    inputs_lr = 1e-2  # Adam, learned inputs
-    hyper_lr = 1e-2  # Adam, per-step log inner lr and logit momentum
-    inner_lr_init = 0.02
-    inner_momentum_init = 0.5
-    real_batch_size = 512  # real images scoring the learner for the meta-loss (512 beat 128 and 256: BENCHMARKS.md)
-    grad_clip = 100.0  # max global norm of the meta-gradient
-    lr_schedule = "cosine"  # cosine (every Adam lr decays to 0 at outer_steps) | constant
-    unroll_backend = "func"  # func (torch.func) | higher
-    checkpoint_unroll = False  # recompute each inner step in the meta-backward: ~K x less memory, ~1 more forward (func only)
-    bn_mode = "train"  # learner BatchNorm when scoring: train (batch stats) | eval (running stats)
-    eval_batch_size = 250  # test images per scoring chunk (= BatchNorm batch in bn_mode=train); 250 is ~2x faster than 1000 on CPU
-    train_eval_size = 2000  # fixed training subset for train_accuracy
-    device = "auto"  # auto | cpu | cuda[:N]
     progress = True  # tqdm bar on stderr
-    seed = 0
-
-
-@ex.named_config
-def experiment_a():
-    # GoodAI Experiment A: batch 32, 20 inner steps. (Comments, not docstrings: Sacred records a docstring as config.)
-    batch_size = 32
-    inner_steps = 20
-
-
-@ex.named_config
-def experiment_b():
-    # GoodAI Experiment B: batch 32, 10 inner steps.
-    batch_size = 32
-    inner_steps = 10
-
-
-@ex.named_config
-def experiment_c():
-    # GoodAI Experiment C: batch 16, 10 inner steps.
-    batch_size = 16
-    inner_steps = 10
-
-
-@ex.named_config
-def smoke():
-    # Tiny networks and a handful of steps on real data: the whole pipeline in well under a minute.
-    batch_size = 16
-    inner_steps = 5
-    outer_steps = 6
-    eval_every = 3
-    teacher_hidden_size = 128
-    teacher_base_channels = 32
-    learner_channels = [8, 16]
-    real_batch_size = 64
 
 
 def build_config(values: dict) -> GTNConfig:
-    """Turn the flat Sacred config into the core's frozen GTNConfig (validating it)."""
-    num_classes = 10
-    teacher = TeacherConfig(noise_size=values["noise_size"], num_classes=num_classes,
-                            hidden_size=values["teacher_hidden_size"], base_channels=values["teacher_base_channels"],
-                            upsampling=values["teacher_upsampling"])
-    learner = LearnerConfig(channels=tuple(values["learner_channels"]), num_classes=num_classes)
-    keys = ("variant", "batch_size", "inner_steps", "outer_steps", "eval_every", "noise_distribution",
-            "teacher_lr", "inputs_lr", "hyper_lr", "inner_lr_init", "inner_momentum_init", "real_batch_size",
-            "grad_clip", "lr_schedule", "unroll_backend", "checkpoint_unroll", "bn_mode", "eval_batch_size", "train_eval_size", "seed", "device")
-    return GTNConfig(teacher=teacher, learner=learner, **{key: values[key] for key in keys})
+    """The core's frozen GTNConfig from the run's Sacred config (validating it)."""
+    return core_config(values, GTNConfig)
 
 
 def log_record(run, record: StepRecord) -> None:
@@ -137,14 +83,20 @@ def log_record(run, record: StepRecord) -> None:
         run.log_scalar(f"{name}_max", max(values), record.step)
 
 
-def save_artifacts(run, gtn: GTN, cfg: GTNConfig) -> None:
-    """Attach the teacher checkpoint and the curriculum picture to the run."""
+def save_artifacts(run, teacher: Teacher, cfg: GTNConfig) -> None:
+    """Attach the teacher checkpoint and the curriculum picture (one inner loop's batches) to the run."""
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = save_checkpoint(gtn, cfg, Path(tmp) / "teacher.pt")
-        images, _ = gtn.curriculum()
+        checkpoint = save_checkpoint(teacher, cfg, Path(tmp) / "teacher.pt")
+        with torch.no_grad():
+            images = teacher.curriculum(seeded_generator(cfg.seed, stream=EVALUATION)).materialize()
         picture = save_curriculum_png(images, Path(tmp) / "curriculum.png")
         run.add_artifact(str(checkpoint), "teacher.pt", content_type="application/octet-stream")
         run.add_artifact(str(picture), "curriculum.png", content_type="image/png")
+
+
+def describe(cfg: GTNConfig) -> str:
+    """A short name of the run's teacher: 'gtn learned full', 'real_data', ..."""
+    return f"gtn {cfg.variant} {cfg.curriculum}" if cfg.teacher == "gtn" else cfg.teacher
 
 
 @ex.main
@@ -153,13 +105,13 @@ def main(_run, _config, dataset, data_root, device, progress):
     cfg = build_config(_config)
     torch_device = resolve_device(device)
     data = to_real_data(load_dataset(dataset, data_root or default_data_root()), torch_device)
-    gtn = GTN(cfg).to(torch_device)
-    _run.info.update(device=str(torch_device), bn_mode=cfg.bn_mode,
-                     teacher_parameters=sum(p.numel() for p in gtn.teacher.parameters()))
+    teacher = build_teacher(cfg, data.train_images, data.train_labels).to(torch_device)
+    _run.info.update(device=str(torch_device), bn_mode=cfg.bn_mode, teacher=cfg.teacher, curriculum=cfg.curriculum,
+                     teacher_parameters=sum(p.numel() for p in teacher.parameters()))
     last = None
-    with tqdm(total=cfg.outer_steps, desc=f"{cfg.variant} K={cfg.inner_steps} B={cfg.batch_size}",
+    with tqdm(total=cfg.outer_steps, desc=f"{describe(cfg)} K={cfg.inner_steps} B={cfg.batch_size}",
               unit="step", disable=not progress) as bar:
-        for record in meta_train(gtn, cfg, data):
+        for record in meta_train(teacher, cfg, data):
             log_record(_run, record)
             bar.update(1)
             if record.test_accuracy is not None:
@@ -167,7 +119,7 @@ def main(_run, _config, dataset, data_root, device, progress):
                 bar.set_postfix(meta_loss=f"{record.meta_loss:.3f}",
                                 **{f"test_acc[bn={cfg.bn_mode}]": f"{record.test_accuracy:.4f}"})
     _run.info.update(final_inner_lrs=list(last.inner_lrs), final_inner_momenta=list(last.inner_momenta))
-    save_artifacts(_run, gtn, cfg)
+    save_artifacts(_run, teacher, cfg)
     return last.test_accuracy
 
 

@@ -1,18 +1,25 @@
-"""Run the curriculum study: experiments A, B, C x teacher-input variants x seeds, then the shuffle ablation.
+"""Run a study: a grid of tracked, resumable Sacred runs, then (GoodAI's study) the shuffle ablation.
 
-    python experiments/run_tasks.py                      # full study: A/B/C x learned/random_fixed/random, seed 0
+    python experiments/run_tasks.py                      # --study goodai: A/B/C x learned/random_fixed/random, seed 0
     python experiments/run_tasks.py --profile smoke      # the same grid with tiny `smoke` networks: ~1 min
     python experiments/run_tasks.py --only a --variants learned,random --seeds 3 --outer-steps 300
+    python experiments/run_tasks.py --study curricula --seeds 3   # the paper's four curricula at B's shape
+    python experiments/run_tasks.py --study baselines --seeds 3   # GTN vs real data, tuned SGD, distillation
     python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
     python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
-    python experiments/run_tasks.py --dry-run            # the plan, and what is already done
+    python experiments/run_tasks.py --dry-run            # the plan, what is already done, and why a stored run differs
 
-Each cell is one Sacred run of mnist_experiment.py; after the grid, each finished teacher gets one run of
-shuffle_ablation.py. Both are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with
---mongo URL, in MongoDB too. Resume: a cell whose run is already COMPLETED in the file store with the same
-config is skipped, so stopping the study (Ctrl-C) and starting it again only runs what is missing; failed or
-interrupted runs are run again. One failing cell does not stop the others; the exit code is 0 only when every
-cell completed.
+Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
+- goodai: teacher-input variants (`--variants`) of a GTN with the full curriculum, then one shuffle_ablation.py run
+  per finished teacher;
+- curricula: a GTN with curriculum full, shuffled_batch, all_shuffled (learned inputs) and none (variant random);
+- baselines: the GTN (full, learned), real data with learned lr/momentum, distillation (mnist_experiment.py) and
+  plain SGD with a tuned constant lr and momentum (tuned_sgd.py).
+Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
+Resume: a cell whose run is already COMPLETED in the file store with the same config is skipped (the GTN cell of
+the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
+runs what is missing; failed or interrupted runs are run again. One failing cell does not stop the others; the exit
+code is 0 only when every cell completed.
 """
 from __future__ import annotations
 
@@ -30,13 +37,27 @@ from pathlib import Path
 from tqdm import tqdm
 
 from experiments.observers import attach_observers, default_runs_dir
-from experiments.store import StoredRun, read_runs, same_config
+from experiments.store import StoredRun, config_differences, read_runs, same_config
 from gtn_core.config import VARIANTS
 
-EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c"}
+EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
 PROFILES = ("full", "smoke")
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
-EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation"}
+TUNED_SGD = "experiments.tuned_sgd"
+EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd"}
+# Each study's arms: (label, experiment module, config updates); goodai's arms are the --variants.
+STUDY_ARMS = {
+    "curricula": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
+                  ("shuffled_batch", TRAINING, {"curriculum": "shuffled_batch", "variant": "learned"}),
+                  ("all_shuffled", TRAINING, {"curriculum": "all_shuffled", "variant": "learned"}),
+                  ("none", TRAINING, {"curriculum": "none", "variant": "random"})],
+    "baselines": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
+                  ("real_data", TRAINING, {"teacher": "real_data"}),
+                  ("tuned_sgd", TUNED_SGD, {}),
+                  ("distillation", TRAINING, {"teacher": "distillation"})],
+}
+STUDIES = ("goodai", *STUDY_ARMS)
+DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"]}
 IGNORED_KEYS = ("progress", "data_root")  # they change how a run looks, not what it computes
 
 
@@ -81,10 +102,12 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the study runner."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=STUDIES, default="goodai", help="which study's grid (default goodai)")
     parser.add_argument("--profile", choices=PROFILES, default="full")
-    parser.add_argument("--only", type=lambda t: parse_list(t, tuple(EXPERIMENTS), "--only"), default=list(EXPERIMENTS),
-                        help="experiments to run, e.g. a,c")
-    parser.add_argument("--variants", type=lambda t: parse_list(t, VARIANTS, "--variants"), default=list(VARIANTS))
+    parser.add_argument("--only", type=lambda t: parse_list(t, tuple(EXPERIMENTS), "--only"), default=None,
+                        help="shapes to run, e.g. a,c (default: goodai a,b,c; curricula and baselines b)")
+    parser.add_argument("--variants", type=lambda t: parse_list(t, VARIANTS, "--variants"), default=list(VARIANTS),
+                        help="teacher-input variants of the goodai study")
     parser.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per cell")
     parser.add_argument("--outer-steps", type=positive_int, default=None, help="override outer_steps")
     parser.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
@@ -98,18 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def study_arms(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """The study's arms: (label, experiment module, config updates)."""
+    if args.study == "goodai":
+        return [(variant, TRAINING, {"variant": variant}) for variant in args.variants]
+    return STUDY_ARMS[args.study]
+
+
 def training_tasks(args: argparse.Namespace) -> list[Task]:
-    """One task per (experiment, variant, seed) of the grid, experiments outermost."""
+    """One task per (shape, arm, seed) of the study's grid, shapes outermost."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
     tasks = []
-    for experiment in args.only:
-        for variant in args.variants:
+    for experiment in args.only or DEFAULT_SHAPES[args.study]:
+        for arm, module, arm_updates in study_arms(args):
             for seed in range(args.seeds):
-                updates = {"variant": variant, "seed": seed, "dataset": args.dataset}
-                if args.outer_steps is not None:
+                updates = {**arm_updates, "seed": seed, "dataset": args.dataset}
+                if args.outer_steps is not None and module == TRAINING:
                     updates["outer_steps"] = args.outer_steps
                 # smoke first: its tiny networks stay, the experiment's batch size and step count win
-                tasks.append(Task(f"{experiment} {variant} s{seed}", TRAINING, (*smoke, EXPERIMENTS[experiment]), updates))
+                tasks.append(Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates))
     return tasks
 
 
@@ -243,6 +273,19 @@ def print_summary(outcomes: list[Outcome]) -> None:
               f"{describe_result(outcome)}")
 
 
+def why_not(task: Task, runs: list[StoredRun], most: int = 3) -> str:
+    """Why the closest COMPLETED stored run of the task's experiment does not count: its differing keys."""
+    wanted = expected_config(task)
+    candidates = [(config_differences(run.config, wanted, IGNORED_KEYS), run) for run in runs
+                  if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"]
+    if not candidates:
+        return ""
+    differences, run = min(candidates, key=lambda pair: len(pair[0]))
+    if len(differences) > most:
+        return ""
+    return f" (stored run {run.run_id} differs: {'; '.join(differences)})"
+
+
 def reused(task: Task, run: StoredRun) -> Outcome:
     """The Outcome of a task whose run an earlier invocation completed."""
     return Outcome(task, "COMPLETED", run.run_id, run.result, 0.0, reused=True)
@@ -267,15 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = read_runs(store)
     grid = training_tasks(args)
     done, todo = plan(grid, runs)
-    print(f"study: {len(grid)} training cells ({len(done)} already done, {len(todo)} to run), profile {args.profile}, "
+    print(f"study {args.study}: {len(grid)} training cells ({len(done)} already done, {len(todo)} to run), profile {args.profile}, "
           f"dataset {args.dataset}, store {store}" + (f", mongo {args.mongo}" if args.mongo else ""))
     if args.dry_run:
         for task in grid:
             run = next((run for t, run in done if t == task), None)
-            print(f"  {task.label:<26} " + (f"done (run {run.run_id})" if run else "to run"))
+            print(f"  {task.label:<26} " + (f"done (run {run.run_id})" if run else "to run" + why_not(task, runs)))
         return 0
     outcomes = [reused(task, run) for task, run in done] + run_phase(todo, args, "training")
-    if not args.no_ablation:
+    if args.study == "goodai" and not args.no_ablation:
         outcomes += ablation_phase(outcomes, args, store)
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")

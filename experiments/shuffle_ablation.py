@@ -29,7 +29,7 @@ from gtn_core.ablation import ORDERS, shuffle_ablation
 from gtn_core.checkpoint import load_checkpoint
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.gtn import seeded_generator
+from gtn_core.seeds import seeded_generator
 from gtn_core.meta import to_real_data
 
 ex = Experiment("gtn_shuffle_ablation")

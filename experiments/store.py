@@ -43,12 +43,51 @@ def find_run(runs_dir: str | Path, run_id: str | int) -> StoredRun:
     raise ValueError(f"run {run_id!r} not found in the file store {runs_dir}")
 
 
+# Flat keys of runs stored before the config became nested (one source: the core's dataclasses), and where each
+# one lives now. Keys those runs could not set had the core's defaults, which the upgrade fills in.
+LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size": ("generator", "hidden_size"),
+               "teacher_base_channels": ("generator", "base_channels"), "teacher_upsampling": ("generator", "upsampling"),
+               "learner_channels": ("learner", "channels")}
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
-IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher_upsampling": "nearest"}
+IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full"}
+
+
+def upgrade_config(stored: dict) -> dict:
+    """A stored run's config in today's nested form (older flat keys moved into their sections)."""
+    if "generator" in stored or not any(key in stored for key in LEGACY_KEYS):
+        return {**IMPLICIT_IN_OLDER_RUNS, **stored}
+    from gtn_core.config import SECTIONS, config_to_dict
+
+    config = {key: value for key, value in stored.items() if key not in LEGACY_KEYS}
+    sections = {name: {} for name in SECTIONS}
+    for old, (section, key) in LEGACY_KEYS.items():
+        if old in stored:
+            sections[section][key] = stored[old]
+    sections["learner"]["channels"] = tuple(sections["learner"].get("channels", (32, 64)))
+    for name, cls in SECTIONS.items():
+        config[name] = config_to_dict(cls(**sections[name]))
+    return {**IMPLICIT_IN_OLDER_RUNS, **config}
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """{'generator': {'hidden_size': 8}} -> {'generator.hidden_size': 8}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'key: stored -> wanted' for every (dotted) key of `wanted` outside `ignore` on which a stored run differs."""
+    have, want = flatten(upgrade_config(stored)), flatten(wanted)
+    return [f"{key}: {have.get(key, '(missing)')!r} -> {value!r}" for key, value in want.items()
+            if key.split(".")[0] not in ignore and have.get(key, "(missing)") != value]
 
 
 def same_config(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> bool:
     """Whether a stored config equals `wanted` on every key of `wanted` outside `ignore`."""
-    return all(stored.get(key, IMPLICIT_IN_OLDER_RUNS.get(key)) == value
-               for key, value in wanted.items() if key not in ignore)
+    return not config_differences(stored, wanted, ignore)

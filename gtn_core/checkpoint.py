@@ -1,45 +1,52 @@
-"""Save and restore a trained GTN (weights, inputs, inner hyper-parameters) together with its config."""
+"""Save and restore a trained teacher (learned tensors, inner hyper-parameters, random state) with its config."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from gtn_core.config import GTNConfig, LearnerConfig, TeacherConfig
-from gtn_core.gtn import GTN
+from gtn_core.config import GTNConfig, config_from_dict, config_to_dict
+from gtn_core.teachers import Teacher, build_teacher
 
-FORMAT_VERSION = 1
-
-
-def config_from_dict(values: dict) -> GTNConfig:
-    """Rebuild a GTNConfig (with its nested configs) from `dataclasses.asdict` output."""
-    values = dict(values)
-    teacher = TeacherConfig(**values.pop("teacher"))
-    learner_values = dict(values.pop("learner"))
-    learner_values["channels"] = tuple(learner_values["channels"])
-    return GTNConfig(teacher=teacher, learner=LearnerConfig(**learner_values), **values)
+FORMAT_VERSION = 2
 
 
-def save_checkpoint(gtn: GTN, cfg: GTNConfig, path: str | Path) -> Path:
-    """Write the GTN's state (learned or fixed inputs included) and its config to `path`."""
+def save_checkpoint(teacher: Teacher, cfg: GTNConfig, path: str | Path) -> Path:
+    """Write the teacher's state (learned or fixed inputs included) and its config to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format_version": FORMAT_VERSION, "config": asdict(cfg), "state_dict": gtn.state_dict(),
-                "noise_generator_state": gtn.inputs.generator.get_state()}, path)
+    random_state = teacher.random_state() if hasattr(teacher, "random_state") else {}
+    torch.save({"format_version": FORMAT_VERSION, "config": config_to_dict(cfg), "state_dict": teacher.state_dict(),
+                **random_state}, path)
     return path
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GTN, GTNConfig]:
-    """Rebuild the GTN saved at `path`; raises ValueError for a file that is not a gtn-lab checkpoint."""
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", train_images: torch.Tensor | None = None,
+                    train_labels: torch.Tensor | None = None) -> tuple[Teacher, GTNConfig]:
+    """Rebuild the teacher saved at `path` (a real-data teacher needs the training images again).
+
+    Raises ValueError for a file that is not a gtn-lab checkpoint.
+    """
     try:
         payload = torch.load(Path(path), map_location=device, weights_only=False)
     except Exception as error:  # torch raises many types for corrupt files; name the file either way
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format_version") not in (1, FORMAT_VERSION):
         raise ValueError(f"{path}: expected a gtn-lab checkpoint with format_version={FORMAT_VERSION}")
+    if payload["format_version"] == 1:
+        payload = _upgrade_v1(payload)
     cfg = config_from_dict(payload["config"])
-    gtn = GTN(cfg).to(device)
-    gtn.load_state_dict(payload["state_dict"])
-    gtn.inputs.generator.set_state(payload["noise_generator_state"])
-    return gtn, cfg
+    teacher = build_teacher(cfg, train_images, train_labels).to(device)
+    teacher.load_state_dict(payload["state_dict"])
+    if hasattr(teacher, "set_random_state"):
+        teacher.set_random_state(payload)
+    return teacher, cfg
+
+
+def _upgrade_v1(payload: dict) -> dict:
+    """Format 1 (GTNs only): the generator's config and weights were called `teacher`."""
+    config = dict(payload["config"])
+    config["generator"] = config.pop("teacher")
+    state = {("generator." + key[len("teacher."):] if key.startswith("teacher.") else key): value
+             for key, value in payload["state_dict"].items()}
+    return {**payload, "config": config, "state_dict": state}

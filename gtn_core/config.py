@@ -1,8 +1,16 @@
-"""Frozen configuration for the teacher, the learner and meta-training; validated on construction."""
+"""Frozen configuration for the teacher, the learner and meta-training; validated on construction.
+
+These dataclasses are the one source of every knob: each field carries its default and its one-line doc
+(`doc_of`), the Sacred experiments derive their config from them, and `config_from_dict` rebuilds them from
+the nested dict a run records.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+TEACHERS = ("gtn", "real_data", "distillation")
+CURRICULA = ("full", "shuffled_batch", "all_shuffled", "none")
 VARIANTS = ("learned", "random_fixed", "random")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 UNROLL_BACKENDS = ("func", "higher")
@@ -11,10 +19,28 @@ LR_SCHEDULES = ("constant", "cosine")
 UPSAMPLINGS = ("nearest", "transposed")
 
 
+def knob(default, doc: str):
+    """A dataclass field with its default and its one-line documentation."""
+    if isinstance(default, type):
+        return field(default_factory=default, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def doc_of(cls, name: str) -> str:
+    """The documentation of field `name` of config dataclass `cls`."""
+    return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
 def _require_positive(owner: str, **values: float) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"{owner}.{name}={value!r}: expected a positive number")
+
+
+def _require_int(owner: str, **values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{owner}.{name}={value!r}: expected a positive integer")
 
 
 def _require_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -23,94 +49,100 @@ def _require_choice(owner: str, name: str, value: str, choices: tuple[str, ...])
 
 
 @dataclass(frozen=True)
-class TeacherConfig:
-    """Generator: noise + one-hot label -> dense -> (channels, 7, 7) -> two x2 upsampling convs -> image.
+class GeneratorConfig:
+    """The GTN's generator: noise + one-hot label -> dense -> (channels, 7, 7) -> two x2 upsampling convs -> image."""
 
-    `upsampling`: "nearest" (nearest-neighbour x2, then a 3x3 convolution, as GoodAI's teacher) or "transposed"
-    (one 4x4 stride-2 transposed convolution per x2: ~2.3x fewer multiply-adds in the upsampling path).
-    """
-
-    noise_size: int = 64
-    num_classes: int = 10
-    hidden_size: int = 1024
-    base_channels: int = 128
-    image_channels: int = 1
-    image_size: int = 28
-    negative_slope: float = 0.1
-    upsampling: str = "nearest"
+    noise_size: int = knob(64, "generator input size (plus a one-hot label)")
+    num_classes: int = knob(10, "classes the generator labels")
+    hidden_size: int = knob(1024, "width of the generator's dense layer")
+    base_channels: int = knob(128, "channels at 7x7, halved after the first upsampling")
+    image_channels: int = knob(1, "channels of a generated image")
+    image_size: int = knob(28, "side of a generated image (a multiple of 4)")
+    negative_slope: float = knob(0.1, "LeakyReLU slope")
+    upsampling: str = knob("nearest", "each x2: nearest (+3x3 conv, GoodAI's) | transposed (4x4 stride-2 transposed "
+                                      "conv: ~2.3x fewer multiply-adds, plateaus lower)")
 
     def __post_init__(self) -> None:
-        _require_choice("TeacherConfig", "upsampling", self.upsampling, UPSAMPLINGS)
-        _require_positive("TeacherConfig", noise_size=self.noise_size, num_classes=self.num_classes,
-                          hidden_size=self.hidden_size, base_channels=self.base_channels,
-                          image_channels=self.image_channels, image_size=self.image_size)
+        _require_choice("GeneratorConfig", "upsampling", self.upsampling, UPSAMPLINGS)
+        _require_int("GeneratorConfig", noise_size=self.noise_size, num_classes=self.num_classes,
+                     hidden_size=self.hidden_size, base_channels=self.base_channels,
+                     image_channels=self.image_channels, image_size=self.image_size)
         if self.image_size % 4:
-            raise ValueError(f"TeacherConfig.image_size={self.image_size}: expected a multiple of 4 (two x2 upsamplings)")
+            raise ValueError(f"GeneratorConfig.image_size={self.image_size}: expected a multiple of 4 "
+                             "(two x2 upsamplings)")
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
     """Small CNN: (conv3x3-BN-LeakyReLU-maxpool) per entry of `channels`, then a linear layer (+BN on logits)."""
 
-    channels: tuple[int, ...] = (32, 64)
-    num_classes: int = 10
-    image_channels: int = 1
-    image_size: int = 28
-    negative_slope: float = 0.1
-    logit_batch_norm: bool = True
+    channels: tuple[int, ...] = knob((32, 64), "output channels of each conv block (one max-pool per block)")
+    num_classes: int = knob(10, "classes of the learner's output")
+    image_channels: int = knob(1, "channels of an input image")
+    image_size: int = knob(28, "side of an input image")
+    negative_slope: float = knob(0.1, "LeakyReLU slope")
+    logit_batch_norm: bool = knob(True, "BatchNorm on the logits (GoodAI's; without it a 20-step learner barely trains)")
 
     def __post_init__(self) -> None:
-        if not self.channels or any(not isinstance(c, int) or c <= 0 for c in self.channels):
+        if not self.channels or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in self.channels):
             raise ValueError(f"LearnerConfig.channels={self.channels!r}: expected a non-empty tuple of positive ints")
-        _require_positive("LearnerConfig", num_classes=self.num_classes, image_channels=self.image_channels,
-                          image_size=self.image_size)
+        _require_int("LearnerConfig", num_classes=self.num_classes, image_channels=self.image_channels,
+                     image_size=self.image_size)
         if self.image_size % (2 ** len(self.channels)):
             raise ValueError(f"LearnerConfig.image_size={self.image_size}: expected divisibility by "
                              f"2**{len(self.channels)} (one max-pool per conv block)")
+        if not isinstance(self.logit_batch_norm, bool):
+            raise ValueError(f"LearnerConfig.logit_batch_norm={self.logit_batch_norm!r}: expected True or False")
 
 
 @dataclass(frozen=True)
 class GTNConfig:
     """Everything one meta-training run needs; built once from the CLI/Sacred config and never mutated."""
 
-    variant: str = "learned"
-    batch_size: int = 32
-    inner_steps: int = 20
-    outer_steps: int = 400
-    eval_every: int = 25
-    noise_distribution: str = "normal"
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    teacher_lr: float = 1e-3
-    inputs_lr: float = 1e-2
-    hyper_lr: float = 1e-2
-    inner_lr_init: float = 0.02
-    inner_momentum_init: float = 0.5
-    real_batch_size: int = 512
-    grad_clip: float = 100.0
-    lr_schedule: str = "cosine"
-    unroll_backend: str = "func"
-    checkpoint_unroll: bool = False
-    bn_mode: str = "train"
-    eval_batch_size: int = 250
-    train_eval_size: int = 2000
-    seed: int = 0
-    device: str = "auto"
+    teacher: str = knob("gtn", "what yields the curriculum: gtn (a generator) | real_data (fresh real batches) | "
+                               "distillation (learned pixels, Wang et al. 2018)")
+    curriculum: str = knob("full", "teacher=gtn only: full (K learned batches in order) | shuffled_batch (each step "
+                                   "one of them, drawn at random) | all_shuffled (each step B of the K*B learned "
+                                   "pairs) | none (fresh noise and random labels every step; variant=random)")
+    variant: str = knob("learned", "teacher=gtn inputs: learned (optimised) | random_fixed (drawn once) | random "
+                                   "(redrawn every outer step, fixed balanced labels)")
+    batch_size: int = knob(32, "synthetic images per inner step (B)")
+    inner_steps: int = knob(20, "unrolled learner SGD steps (K)")
+    outer_steps: int = knob(400, "teacher (meta) updates")
+    eval_every: int = knob(25, "outer steps between evaluations (a fresh learner scored on all 10k test images)")
+    noise_distribution: str = knob("normal", "generator inputs: normal (N(0,1)) | uniform (U(-1,1))")
+    generator: GeneratorConfig = knob(GeneratorConfig, "the GTN's generator network")
+    learner: LearnerConfig = knob(LearnerConfig, "the learner trained in the inner loop")
+    teacher_lr: float = knob(1e-3, "Adam lr of the generator's weights")
+    inputs_lr: float = knob(1e-2, "Adam lr of the learned inputs (GTN noise or distilled pixels)")
+    hyper_lr: float = knob(1e-2, "Adam lr of the per-step log inner lr and logit momentum")
+    inner_lr_init: float = knob(0.02, "initial inner SGD learning rate (every step)")
+    inner_momentum_init: float = knob(0.5, "initial inner SGD momentum (every step)")
+    real_batch_size: int = knob(512, "real images scoring the learner for the meta-loss")
+    grad_clip: float = knob(100.0, "max global norm of the meta-gradient")
+    lr_schedule: str = knob("cosine", "cosine (every Adam lr decays to 0 at outer_steps) | constant")
+    unroll_backend: str = knob("func", "func (torch.func) | higher (its differentiable SGD)")
+    checkpoint_unroll: bool = knob(False, "recompute each inner step in the meta-backward: ~K x less memory, "
+                                          "~1 more forward (func only)")
+    bn_mode: str = knob("train", "learner BatchNorm when scoring: train (batch stats) | eval (running stats)")
+    eval_batch_size: int = knob(250, "test images per scoring chunk (= the BatchNorm batch in bn_mode=train)")
+    train_eval_size: int = knob(2000, "fixed training subset for train_accuracy")
+    seed: int = knob(0, "a seed reproduces a run exactly on the same machine")
+    device: str = knob("auto", "auto | cpu | cuda[:N]")
 
     def __post_init__(self) -> None:
+        _require_choice("GTNConfig", "teacher", self.teacher, TEACHERS)
+        _require_choice("GTNConfig", "curriculum", self.curriculum, CURRICULA)
         _require_choice("GTNConfig", "variant", self.variant, VARIANTS)
         _require_choice("GTNConfig", "noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
         _require_choice("GTNConfig", "unroll_backend", self.unroll_backend, UNROLL_BACKENDS)
         _require_choice("GTNConfig", "bn_mode", self.bn_mode, BN_MODES)
         _require_choice("GTNConfig", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _require_positive("GTNConfig", batch_size=self.batch_size, inner_steps=self.inner_steps,
-                          outer_steps=self.outer_steps, eval_every=self.eval_every, teacher_lr=self.teacher_lr,
-                          inputs_lr=self.inputs_lr, hyper_lr=self.hyper_lr, inner_lr_init=self.inner_lr_init,
-                          real_batch_size=self.real_batch_size, grad_clip=self.grad_clip,
-                          eval_batch_size=self.eval_batch_size, train_eval_size=self.train_eval_size)
-        for name in ("batch_size", "inner_steps", "outer_steps", "eval_every", "real_batch_size"):
-            if not isinstance(getattr(self, name), int):
-                raise ValueError(f"GTNConfig.{name}={getattr(self, name)!r}: expected a positive integer")
+        _require_positive("GTNConfig", teacher_lr=self.teacher_lr, inputs_lr=self.inputs_lr, hyper_lr=self.hyper_lr,
+                          inner_lr_init=self.inner_lr_init, grad_clip=self.grad_clip)
+        _require_int("GTNConfig", batch_size=self.batch_size, inner_steps=self.inner_steps,
+                     outer_steps=self.outer_steps, eval_every=self.eval_every, real_batch_size=self.real_batch_size,
+                     eval_batch_size=self.eval_batch_size, train_eval_size=self.train_eval_size)
         if not isinstance(self.checkpoint_unroll, bool):
             raise ValueError(f"GTNConfig.checkpoint_unroll={self.checkpoint_unroll!r}: expected True or False")
         if self.checkpoint_unroll and self.unroll_backend != "func":
@@ -118,10 +150,62 @@ class GTNConfig:
                              "checkpointing needs unroll_backend='func'")
         if not 0.0 < self.inner_momentum_init < 1.0:
             raise ValueError(f"GTNConfig.inner_momentum_init={self.inner_momentum_init!r}: expected a value in (0, 1)")
-        if self.teacher.num_classes != self.learner.num_classes:
-            raise ValueError(f"teacher.num_classes={self.teacher.num_classes} != learner.num_classes="
+        self._check_teacher()
+        self._check_shapes()
+
+    def _check_teacher(self) -> None:
+        if self.teacher != "gtn":
+            for name, default in (("curriculum", "full"), ("variant", "learned")):
+                if getattr(self, name) != default:
+                    raise ValueError(f"GTNConfig.{name}={getattr(self, name)!r} with teacher={self.teacher!r}: "
+                                     f"{name} applies to teacher='gtn' only (leave it at {default!r})")
+        if self.curriculum == "none" and self.variant != "random":
+            raise ValueError(f"GTNConfig.curriculum='none' with variant={self.variant!r}: no curriculum draws fresh "
+                             "inputs every step, so it needs variant='random'")
+        if self.curriculum in ("shuffled_batch", "all_shuffled") and self.variant == "random":
+            raise ValueError(f"GTNConfig.curriculum={self.curriculum!r} with variant='random': fresh inputs have "
+                             "no learned batches to shuffle (use curriculum='none' or variant='learned')")
+
+    def _check_shapes(self) -> None:
+        if self.generator.num_classes != self.learner.num_classes:
+            raise ValueError(f"generator.num_classes={self.generator.num_classes} != learner.num_classes="
                              f"{self.learner.num_classes}: the teacher must label the learner's classes")
-        if (self.teacher.image_channels, self.teacher.image_size) != (self.learner.image_channels, self.learner.image_size):
-            raise ValueError("teacher and learner image shapes differ: "
-                             f"{(self.teacher.image_channels, self.teacher.image_size)} vs "
+        generated = (self.generator.image_channels, self.generator.image_size)
+        if generated != (self.learner.image_channels, self.learner.image_size):
+            raise ValueError(f"generator and learner image shapes differ: {generated} vs "
                              f"{(self.learner.image_channels, self.learner.image_size)}")
+
+
+SECTIONS = {"generator": GeneratorConfig, "learner": LearnerConfig}
+
+
+def section_of(f: dataclasses.Field):
+    """The config dataclass a field holds (a nested section such as `learner`), else None."""
+    factory = f.default_factory
+    return factory if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory) else None
+
+
+def config_to_dict(cfg) -> dict:
+    """The nested plain dict of a config (tuples as lists), as a run records it."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(values: dict, cls=GTNConfig):
+    """Rebuild a config dataclass from a nested dict; an unknown key raises ValueError naming it."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        section = section_of(fields[name])
+        if section is not None and isinstance(value, dict):
+            value = config_from_dict(value, section)
+        elif isinstance(fields[name].default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

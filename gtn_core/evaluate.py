@@ -4,23 +4,23 @@ from __future__ import annotations
 import torch
 
 from gtn_core.config import GTNConfig
-from gtn_core.gtn import GTN
 from gtn_core.learner import Learner, init_learner
+from gtn_core.teachers import Curriculum, Teacher
 from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 
-def meta_test(gtn: GTN, cfg: GTNConfig, generator: torch.Generator, order: torch.Tensor | None = None,
-              curriculum: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Learner, LearnerState]:
-    """Train a fresh learner on the curriculum (generated, or given), optionally with steps permuted by `order`."""
-    device = gtn.labels.device
+def meta_test(teacher: Teacher, cfg: GTNConfig, generator: torch.Generator, order: torch.Tensor | None = None,
+              curriculum: Curriculum | None = None) -> tuple[Learner, LearnerState]:
+    """Train a fresh learner on the curriculum (drawn from `generator`, or given), steps optionally permuted by `order`."""
     with torch.no_grad():
-        images, labels = curriculum if curriculum is not None else gtn.curriculum()
-        lrs, momenta = gtn.hparams.lrs(), gtn.hparams.momenta()
+        curriculum = curriculum if curriculum is not None else teacher.curriculum(generator)
+        images, labels = curriculum.materialize(), curriculum.labels
+        lrs, momenta = teacher.hparams.lrs(), teacher.hparams.momenta()
     if order is not None:
         _check_order(order, labels.shape[0])
         # Batches move intact with their labels; the lr/momentum schedule stays in time order.
         images, labels = images[order], labels[order]
-    learner = init_learner(cfg.learner, generator, device)
+    learner = init_learner(cfg.learner, generator, teacher.device)
     state = unroll(learner, initial_state(learner), images, labels, lrs, momenta,
                    create_graph=False, backend=cfg.unroll_backend)
     return learner, state

@@ -26,3 +26,24 @@ class InnerHyperParams(nn.Module):
     def momenta(self) -> torch.Tensor:
         """Momentum of each inner step, shape (K,)."""
         return torch.sigmoid(self.logit_momentum)
+
+
+class ConstantHyperParams(nn.Module):
+    """One fixed lr and momentum for every step (plain SGD, nothing learned); momentum 0 is allowed."""
+
+    def __init__(self, inner_steps: int, lr: float, momentum: float) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"lr={lr!r}: expected a positive learning rate")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum={momentum!r}: expected a value in [0, 1)")
+        self.register_buffer("lr", torch.full((inner_steps,), float(lr)))
+        self.register_buffer("momentum", torch.full((inner_steps,), float(momentum)))
+
+    def lrs(self) -> torch.Tensor:
+        """Learning rate of each inner step, shape (K,)."""
+        return self.lr
+
+    def momenta(self) -> torch.Tensor:
+        """Momentum of each inner step, shape (K,)."""
+        return self.momentum

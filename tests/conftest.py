@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from gtn_core.config import GTNConfig, LearnerConfig, TeacherConfig
+from gtn_core.config import GTNConfig, LearnerConfig, GeneratorConfig
 
 
 def tiny_config(**overrides) -> GTNConfig:
@@ -10,7 +10,7 @@ def tiny_config(**overrides) -> GTNConfig:
     values = dict(
         batch_size=6, inner_steps=3, outer_steps=2, eval_every=1, real_batch_size=9, eval_batch_size=16,
         train_eval_size=16,
-        teacher=TeacherConfig(noise_size=4, num_classes=3, hidden_size=8, base_channels=4, image_size=8),
+        generator=GeneratorConfig(noise_size=4, num_classes=3, hidden_size=8, base_channels=4, image_size=8),
         learner=LearnerConfig(channels=(3,), num_classes=3, image_size=8),
     )
     values.update(overrides)

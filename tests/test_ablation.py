@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_config
 from gtn_core.ablation import shuffle_ablation
-from gtn_core.gtn import GTN
+from gtn_core.teachers import GTN
 
 
 def _test_set(n=40):

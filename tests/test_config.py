@@ -1,7 +1,7 @@
 """Bad configuration fails early with a message that names the value and what was expected."""
 import pytest
 
-from gtn_core.config import GTNConfig, LearnerConfig, TeacherConfig
+from gtn_core.config import GTNConfig, LearnerConfig, GeneratorConfig
 from gtn_core.device import resolve_device
 
 
@@ -27,7 +27,7 @@ def test_bad_config_is_rejected_with_a_clear_message(overrides, message):
 
 def test_bad_network_shapes_are_rejected():
     with pytest.raises(ValueError, match="image_size=30: expected a multiple of 4"):
-        TeacherConfig(image_size=30)
+        GeneratorConfig(image_size=30)
     with pytest.raises(ValueError, match="channels=\\(\\)"):
         LearnerConfig(channels=())
 
@@ -37,3 +37,25 @@ def test_device_auto_resolves_and_unknown_devices_are_rejected():
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="'tpu'"):
         resolve_device("tpu")
+
+
+def test_a_config_round_trips_through_its_recorded_dict_and_unknown_keys_are_named():
+    from gtn_core.config import config_from_dict, config_to_dict
+
+    cfg = GTNConfig(curriculum="all_shuffled", generator=GeneratorConfig(hidden_size=64),
+                    learner=LearnerConfig(channels=(4, 8)))
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="unknown key\\(s\\) hiden_size"):
+        config_from_dict({"generator": {"hiden_size": 3}})
+    with pytest.raises(ValueError, match="unknown key\\(s\\) teacher_hidden_size"):
+        config_from_dict({"teacher_hidden_size": 3})
+
+
+def test_every_field_is_documented():
+    import dataclasses
+
+    from gtn_core.sgd_grid import SGDGridConfig
+
+    for cls in (GTNConfig, GeneratorConfig, LearnerConfig, SGDGridConfig):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("doc"), f"{cls.__name__}.{f.name} has no doc"

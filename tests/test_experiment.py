@@ -10,6 +10,7 @@ from sacred.observers import FileStorageObserver
 
 from experiments import mnist_experiment
 from gtn_core.checkpoint import load_checkpoint
+from gtn_core.config import GTNConfig
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("mnist_ready")
@@ -93,5 +94,37 @@ def test_the_sacred_defaults_are_the_core_defaults():
     from gtn_core.config import GTNConfig
 
     assert build_config(dict(ex._create_run().config)) == GTNConfig()
-    transposed = build_config(dict(ex._create_run(config_updates={"teacher_upsampling": "transposed"}).config))
-    assert transposed.teacher.upsampling == "transposed"
+    transposed = build_config(dict(ex._create_run(config_updates={"generator.upsampling": "transposed"}).config))
+    assert transposed.generator.upsampling == "transposed"
+
+
+def test_sacred_config_is_derived_from_the_dataclasses_and_print_config_explains_every_key(tmp_path):
+    import dataclasses
+
+    from experiments.dataclass_config import field_docs
+    from gtn_core.config import config_to_dict
+
+    config = dict(mnist_experiment.ex._create_run().config)
+    core = config_to_dict(GTNConfig())
+    assert {key: config[key] for key in core} == core
+    assert set(config) - set(core) == {"dataset", "data_root", "progress"}
+    result = _command("experiments/mnist_experiment.py", "print_config", "with", "smoke", "generator.hidden_size=96",
+                      runs_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for key, doc in field_docs(GTNConfig).items():
+        assert doc[:30] in result.stdout, key
+    assert "hidden_size = 96" in result.stdout and "channels = [8, 16]" in result.stdout  # smoke only overrides
+    assert "noise_size = 64" in result.stdout  # ... and the section's other keys keep their defaults
+    assert {f.name for f in dataclasses.fields(GTNConfig)} <= set(config)
+
+
+def test_every_teacher_records_teacher_and_curriculum(file_store):
+    for updates in ({"teacher": "real_data"}, {"teacher": "distillation"},
+                    {"curriculum": "shuffled_batch"}, {"curriculum": "none", "variant": "random"}):
+        run = mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False, "outer_steps": 2,
+                                                                               "eval_every": 2, **updates})
+        assert run.status == "COMPLETED"
+        config = json.loads((file_store / str(run._id) / "config.json").read_text())
+        assert (config["teacher"], config["curriculum"]) == (updates.get("teacher", "gtn"),
+                                                             updates.get("curriculum", "full"))
+        assert (file_store / str(run._id) / "curriculum.png").exists()

@@ -111,6 +111,43 @@ def test_ray_local_runs_a_smoke_grid(tmp_path):
 
 def test_smoke_profile_keeps_each_experiment_shape():
     args = run_tasks.build_parser().parse_args(["--profile", "smoke", "--variants", "learned"])
-    shapes = {task.label: (config["batch_size"], config["inner_steps"], config["teacher_hidden_size"])
+    shapes = {task.label: (config["batch_size"], config["inner_steps"], config["generator"]["hidden_size"])
               for task in run_tasks.training_tasks(args) for config in [run_tasks.expected_config(task)]}
     assert shapes == {"a learned s0": (32, 20, 128), "b learned s0": (32, 10, 128), "c learned s0": (16, 10, 128)}
+
+
+def _write_run(store, run_id, config, experiment="gtn_mnist", status="COMPLETED"):
+    folder = store / str(run_id)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "run.json").write_text(json.dumps({"experiment": {"name": experiment}, "status": status}))
+
+
+def test_a_run_stored_with_the_older_flat_keys_still_resumes_and_a_changed_one_is_explained(tmp_path):
+    args = run_tasks.build_parser().parse_args(["--only", "c", "--variants", "learned", "--runs-dir", str(tmp_path)])
+    (task,) = run_tasks.training_tasks(args)
+    wanted = run_tasks.expected_config(task)
+    flat = {key: value for key, value in wanted.items() if key not in ("generator", "learner", "teacher",
+                                                                        "curriculum")}
+    flat.update(noise_size=64, teacher_hidden_size=1024, teacher_base_channels=128, learner_channels=[32, 64],
+                lr_schedule="cosine")  # as stored before the config became nested (no teacher_upsampling yet)
+    _write_run(tmp_path, 1, flat)
+    assert run_tasks.completed_run(task, read_runs(tmp_path)).run_id == "1"
+    _write_run(tmp_path, 2, {**flat, "teacher_hidden_size": 512})
+    (tmp_path / "1" / "run.json").write_text(json.dumps({"experiment": {"name": "gtn_mnist"}, "status": "FAILED"}))
+    result = _runner("--only", "c", "--variants", "learned", "--dry-run", store=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "to run (stored run 2 differs: generator.hidden_size: 512 -> 1024)" in result.stdout
+
+
+@pytest.mark.parametrize("study, arms", [("curricula", ["full", "shuffled_batch", "all_shuffled", "none"]),
+                                         ("baselines", ["full", "real_data", "tuned_sgd", "distillation"])])
+def test_smoke_studies_run_end_to_end_and_resume(tmp_path, study, arms):
+    first = _runner("--study", study, "--profile", "smoke", "--workers", "2", store=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert all(f"b {arm} s0" in first.stdout for arm in arms)
+    assert first.stdout.count("COMPLETED") == 4 and "shuffle ablation" not in first.stdout  # none in these studies
+    runs = [run for run in read_runs(tmp_path) if run.status == "COMPLETED"]
+    assert len(runs) == 4 and {run.config["batch_size"] for run in runs} == {32}
+    second = _runner("--study", study, "--profile", "smoke", "--dry-run", store=tmp_path)
+    assert "4 training cells (4 already done, 0 to run)" in second.stdout

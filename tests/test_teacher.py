@@ -9,14 +9,15 @@ from PIL import Image
 from conftest import tiny_config
 from gtn_core.checkpoint import load_checkpoint, save_checkpoint
 from gtn_core.evaluate import meta_test, shuffled_order
-from gtn_core.gtn import GTN
-from gtn_core.teacher import TeacherInputs, curriculum_labels
+from gtn_core.teachers import GTN
+from gtn_core.teachers.generator import TeacherInputs, curriculum_labels
 from gtn_core.visualize import save_curriculum_png
 
 
 def test_curriculum_has_the_documented_shapes_and_range():
     cfg = tiny_config()
-    images, labels = GTN(cfg).curriculum()
+    curriculum = GTN(cfg).curriculum(torch.Generator())
+    images, labels = curriculum.materialize(), curriculum.labels
     assert images.shape == (3, 6, 1, 8, 8)
     assert labels.shape == (3, 6)
     assert images.min() >= -1 and images.max() <= 1
@@ -24,29 +25,29 @@ def test_curriculum_has_the_documented_shapes_and_range():
 
 def test_transposed_upsampling_generates_the_same_shapes_and_trains_every_weight():
     base = tiny_config()
-    cfg = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, upsampling="transposed"))
+    cfg = dataclasses.replace(base, generator=dataclasses.replace(base.generator, upsampling="transposed"))
     gtn = GTN(cfg)
-    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in gtn.teacher.modules())
-    assert not any(isinstance(m, torch.nn.Upsample) for m in gtn.teacher.modules())
-    images, _ = gtn.curriculum()
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in gtn.generator.modules())
+    assert not any(isinstance(m, torch.nn.Upsample) for m in gtn.generator.modules())
+    images = gtn.curriculum(torch.Generator()).materialize()
     assert images.shape == (3, 6, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
     images.square().sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gtn.teacher.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gtn.generator.parameters())
     with pytest.raises(ValueError, match="upsampling='bilinear': expected one of nearest, transposed"):
-        dataclasses.replace(base.teacher, upsampling="bilinear")
+        dataclasses.replace(base.generator, upsampling="bilinear")
 
 
 def test_each_step_is_generated_on_its_own_and_lazily_alike(float64):
     """BatchNorm statistics are per step: changing one step's inputs leaves every other step's images unchanged."""
     gtn = GTN(tiny_config(inner_steps=4))
-    images, labels = gtn.curriculum()
-    generate, lazy_labels = gtn.lazy_curriculum()
-    assert torch.equal(lazy_labels, labels)
-    for step in range(4):
-        torch.testing.assert_close(generate(step), images[step], rtol=0, atol=0)
+    curriculum = gtn.curriculum(torch.Generator())
+    images = curriculum.materialize()
+    for step in range(4):  # a step alone gives what the whole curriculum gives for it
+        torch.testing.assert_close(gtn.generator(gtn.inputs.noise[step], curriculum.labels[step]), images[step],
+                                   rtol=0, atol=0)
     with torch.no_grad():
         gtn.inputs.noise[2] *= -2.0  # not a constant shift: BatchNorm would cancel that
-    changed, _ = gtn.curriculum()
+    changed = gtn.curriculum(torch.Generator()).materialize()
     assert not torch.allclose(changed[2], images[2])
     torch.testing.assert_close(changed[[0, 1, 3]], images[[0, 1, 3]], rtol=0, atol=0)
 
@@ -79,14 +80,15 @@ def test_random_fixed_inputs_survive_a_checkpoint_round_trip(tmp_path):
     cfg = tiny_config(variant="random_fixed", seed=5)
     gtn = GTN(cfg)
     with torch.no_grad():
-        gtn.teacher.dense[0].weight.add_(1.0)  # a trained teacher differs from a fresh one
+        gtn.generator.dense[0].weight.add_(1.0)  # a trained teacher differs from a fresh one
     path = save_checkpoint(gtn, cfg, tmp_path / "teacher.pt")
     other_seed = GTN(tiny_config(variant="random_fixed", seed=6))
     assert not torch.equal(other_seed.inputs(), gtn.inputs())
     restored, restored_cfg = load_checkpoint(path)
     assert restored_cfg == cfg
     assert torch.equal(restored.inputs(), gtn.inputs())
-    torch.testing.assert_close(restored.curriculum()[0], gtn.curriculum()[0], rtol=0, atol=0)
+    torch.testing.assert_close(restored.curriculum(torch.Generator()).materialize(),
+                               gtn.curriculum(torch.Generator()).materialize(), rtol=0, atol=0)
 
 
 def test_random_inputs_continue_their_stream_after_reload(tmp_path):
@@ -122,8 +124,25 @@ def test_shuffled_meta_test_moves_whole_batches_and_validates_the_order():
 
 
 def test_curriculum_png_has_one_tile_per_step_and_position(tmp_path):
-    images, _ = GTN(tiny_config()).curriculum()
+    images = GTN(tiny_config()).curriculum(torch.Generator()).materialize()
     path = save_curriculum_png(images, tmp_path / "curriculum.png")
     picture = np.asarray(Image.open(path))
     assert picture.shape == (3 * 9 - 1, 6 * 9 - 1)
     assert len(np.unique(picture)) > 2
+
+
+def test_a_checkpoint_of_format_1_still_loads(tmp_path):
+    """Format 1 named the generator `teacher` (config section and weights)."""
+    import dataclasses as dc
+
+    cfg = tiny_config(variant="random_fixed")
+    gtn = GTN(cfg)
+    config = {key: value for key, value in dc.asdict(cfg).items() if key not in ("teacher", "curriculum")}
+    config["teacher"] = config.pop("generator")
+    state = {key.replace("generator.", "teacher.", 1): value for key, value in gtn.state_dict().items()}
+    path = tmp_path / "old.pt"
+    torch.save({"format_version": 1, "config": config, "state_dict": state,
+                "noise_generator_state": gtn.inputs.generator.get_state()}, path)
+    restored, restored_cfg = load_checkpoint(path)
+    assert restored_cfg == cfg
+    assert torch.equal(restored.inputs(), gtn.inputs())

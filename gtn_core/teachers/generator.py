@@ -1,17 +1,17 @@
-"""The teacher: a generator of labelled synthetic images, and the inputs it is fed (learned or random)."""
+"""The GTN's generator of labelled synthetic images, and the inputs it is fed (learned or random)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gtn_core.config import NOISE_DISTRIBUTIONS, VARIANTS, TeacherConfig
+from gtn_core.config import NOISE_DISTRIBUTIONS, VARIANTS, GeneratorConfig
 
 
-class Teacher(nn.Module):
+class Generator(nn.Module):
     """Noise (N, Z) + labels (N,) -> images (N, C, H, W) in [-1, 1]."""
 
-    def __init__(self, cfg: TeacherConfig) -> None:
+    def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
         side = cfg.image_size // 4
@@ -41,12 +41,6 @@ class Teacher(nn.Module):
         side = self.cfg.image_size // 4
         hidden = hidden.view(-1, self.cfg.base_channels, side, side)  # (N, C, s, s)
         return torch.tanh(self.upsample(hidden))  # (N, image_channels, H, W)
-
-    def curriculum(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Generate every inner step's batch, one step at a time: noise (K, B, Z), labels (K, B) -> (K, B, C, H, W)."""
-        # Step by step rather than one (K*B)-row batch: BatchNorm statistics stay per step (as when the unroll
-        # generates each batch lazily) and, measured, it is faster on CPU for K*B >= 640 (cache-sized tensors).
-        return torch.stack([self(noise[step], labels[step]) for step in range(labels.shape[0])])
 
 
 def _upsample_x2(upsampling: str, in_channels: int, out_channels: int) -> list[nn.Module]:

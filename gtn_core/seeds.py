@@ -1,0 +1,12 @@
+"""Independent, seeded random streams of a run."""
+from __future__ import annotations
+
+import torch
+
+# The streams of one run; a stream's number never changes, so stored runs stay reproducible.
+NOISE, TRAINING, EVALUATION, ABLATION = 0, 1, 2, 3
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """An independent CPU generator per random stream (noise, training, evaluation, ...) of a run."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
