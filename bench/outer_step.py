@@ -35,7 +35,7 @@ def measure(shape: str, backend: str, checkpoint: bool, steps: int) -> dict:
     from gtn_core.data import default_data_root, load_dataset
     from gtn_core.device import resolve_device
     from gtn_core.seeds import seeded_generator
-from gtn_core.teachers import GTN
+    from gtn_core.teachers import GTN
     from gtn_core.meta import meta_step, to_real_data
 
     batch_size, inner_steps = SHAPES[shape]

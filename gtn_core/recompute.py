@@ -2,9 +2,10 @@
 
 The forward pass runs the K inner steps without a graph and keeps only each step's starting state (learner
 parameters, BatchNorm buffers, momentum velocity: a few MB). The backward pass walks the steps in reverse: it
-regenerates step t's images from the teacher, redoes step t with the graph kept, and back-propagates through that
-one step before moving on. Memory is one step's graph (teacher activations included) instead of K; the cost is
-one extra forward pass per step without a graph. `torch.utils.checkpoint` was measured first: its saved-tensor
+regenerates step t's images from the teacher, redoes step t from its stored state with the graph kept, and
+back-propagates through that one step before moving on, the BatchNorm running statistics included (a meta-loss
+in bn_mode="eval" depends on them). Memory is one step's graph (teacher activations included) instead of K; the
+cost is one extra forward pass per step without a graph. `torch.utils.checkpoint` was measured first: its saved-tensor
 hooks also fire for the inner `autograd.grad` inside each step, so it recomputed every step during the forward
 pass too (~2x slower) and saved little memory (see BENCHMARKS.md).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import nn
@@ -37,7 +39,7 @@ class _Spec:
 
     learner: nn.Module
     names: tuple[str, ...]
-    buffers: Params
+    buffer_names: tuple[str, ...]
     generate: Callable[..., torch.Tensor]
     labels: torch.Tensor
 
@@ -50,11 +52,10 @@ def recomputed_unroll(learner: nn.Module, params: Params, buffers: Params, image
             raise TypeError(f"images of type {type(images).__name__}: checkpointing needs a (K, B, C, H, W) tensor "
                             "or GeneratedImages (a generator with its explicit input tensors)")
         images = GeneratedImages(_index, (images,))
-    names = tuple(params)
-    spec = _Spec(learner, names, buffers, images.generate, labels)
-    outputs = _RecomputedUnroll.apply(spec, lrs, momenta, *params.values(), *images.inputs)
-    final_params = dict(zip(names, outputs[:len(names)]))
-    final_buffers = dict(zip(buffers, outputs[len(names):]))
+    spec = _Spec(learner, tuple(params), tuple(buffers), images.generate, labels)
+    outputs = _RecomputedUnroll.apply(spec, lrs, momenta, *params.values(), *buffers.values(), *images.inputs)
+    final_params = dict(zip(spec.names, outputs[:len(params)]))
+    final_buffers = dict(zip(spec.buffer_names, outputs[len(params):]))
     return final_params, final_buffers
 
 
@@ -63,18 +64,20 @@ def _index(step: int, images: torch.Tensor) -> torch.Tensor:
 
 
 class _RecomputedUnroll(torch.autograd.Function):
-    """Inputs: spec, lrs (K,), momenta (K,), *start params, *image inputs; outputs: *final params, *final buffers."""
+    """Inputs: spec, lrs (K,), momenta (K,), *start params, *start buffers, *image inputs; outputs: *final params,
+    *final buffers."""
 
     @staticmethod
     def forward(ctx, spec, lrs, momenta, *tensors):
-        count = len(spec.names)
-        image_inputs = tensors[count:]
+        count, buffer_count = len(spec.names), len(spec.buffer_names)
+        image_inputs = tensors[count + buffer_count:]
         params = {name: p.detach().requires_grad_() for name, p in zip(spec.names, tensors[:count])}
-        buffers, velocity = spec.buffers, None
-        starts = _StepStates(spec.labels.shape[0], list(params.values()))
+        buffers = {name: b.detach() for name, b in zip(spec.buffer_names, tensors[count:count + buffer_count])}
+        velocity = None
+        starts = _StepStates(spec.labels.shape[0], list(params.values()), list(buffers.values()))
         with torch.enable_grad():  # the inner gradients need autograd, even though no graph is kept
             for step in range(spec.labels.shape[0]):
-                starts.put(step, list(params.values()), velocity)
+                starts.put(step, list(params.values()), velocity, list(buffers.values()))
                 with torch.no_grad():
                     images = spec.generate(step, *image_inputs)
                 params, buffers, velocity = sgd_step(spec.learner, params, buffers, velocity, images,
@@ -82,9 +85,10 @@ class _RecomputedUnroll(torch.autograd.Function):
                                                      create_graph=False)
         ctx.spec, ctx.starts = spec, starts
         ctx.save_for_backward(lrs, momenta, *image_inputs)
-        final_buffers = [b.detach() for b in buffers.values()]
-        ctx.mark_non_differentiable(*final_buffers)
-        return (*[p.detach() for p in params.values()], *final_buffers)
+        # Unused outputs then get None gradients: a meta-loss that ignores the final buffers (bn_mode="train")
+        # skips back-propagating through the running statistics altogether.
+        ctx.set_materialize_grads(False)
+        return (*[p.detach() for p in params.values()], *buffers.values())
 
     @staticmethod
     def backward(ctx, *grad_outputs):
@@ -92,74 +96,84 @@ class _RecomputedUnroll(torch.autograd.Function):
             raise RuntimeError("a checkpointed unroll can be back-propagated only once (its stored states are freed)")
         spec, count = ctx.spec, len(ctx.spec.names)
         lrs, momenta, *image_inputs = ctx.saved_tensors
-        wants_images = ctx.needs_input_grad[3 + count:]
-        grad_params, grad_velocity = list(grad_outputs[:count]), None
+        wants_images = ctx.needs_input_grad[3 + count + len(spec.buffer_names):]
+        # The gradients with respect to a step's final (params, velocity, buffers); None stands for zero. The
+        # final velocity is no output of the unroll.
+        grads = [*grad_outputs[:count], *[None] * count, *grad_outputs[count:]]
         grad_lrs, grad_momenta = torch.zeros_like(lrs), torch.zeros_like(momenta)
         grad_images = [torch.zeros_like(x) if wanted else None for x, wanted in zip(image_inputs, wants_images)]
-        for step in reversed(range(spec.labels.shape[0])):
-            grad_params, grad_velocity = _backward_step(
-                spec, ctx.starts, step, lrs, momenta, image_inputs, wants_images, grad_params, grad_velocity,
-                grad_lrs, grad_momenta, grad_images)
+        # The steps are redone as they ran, in train mode, whatever mode scoring left the learner in since.
+        was_training = spec.learner.training
+        spec.learner.train()
+        try:
+            for step in reversed(range(spec.labels.shape[0])):
+                grads = _backward_step(spec, ctx.starts, step, lrs, momenta, image_inputs, wants_images, grads,
+                                       grad_lrs, grad_momenta, grad_images)
+        finally:
+            spec.learner.train(was_training)
         ctx.starts = None  # free the stored states as soon as they are used
-        return (None, grad_lrs, grad_momenta, *grad_params, *grad_images)
+        return (None, grad_lrs, grad_momenta, *grads[:count], *grads[2 * count:], *grad_images)
 
 
 class _StepStates:
-    """Each step's starting parameters and velocity, packed into one preallocated (K, 2, P) tensor.
+    """Each step's starting parameters, velocity and BatchNorm buffers, packed into one preallocated (K, 2P+Q) tensor.
 
-    One allocation instead of 2K small ones scattered between the steps' large transient activations: measured,
+    One allocation instead of 3K small ones scattered between the steps' large transient activations: measured,
     the scattered version let glibc's heap fragment and peak RSS grow by ~25 MB per inner step at B=128.
     """
 
-    def __init__(self, steps: int, template: list[torch.Tensor]) -> None:
-        self.shapes = [t.shape for t in template]
-        self.sizes = [t.numel() for t in template]
-        self.rows = template[0].new_empty(steps, 2, sum(self.sizes))
+    def __init__(self, steps: int, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> None:
+        self.parts = [[t.shape for t in params], [t.shape for t in params], [t.shape for t in buffers]]
+        ends = list(accumulate(sum(shape.numel() for shape in part) for part in self.parts))
+        self.spans = list(zip([0] + ends[:-1], ends))
+        self.rows = params[0].new_empty(steps, ends[-1])
         self.has_velocity = [False] * steps
 
-    def put(self, step: int, params: list[torch.Tensor], velocity: list[torch.Tensor] | None) -> None:
+    def put(self, step: int, params: list[torch.Tensor], velocity: list[torch.Tensor] | None,
+            buffers: list[torch.Tensor]) -> None:
         """Record step `step`'s starting state (velocity None before the first step)."""
-        torch.cat([p.detach().reshape(-1) for p in params], out=self.rows[step, 0])
-        if velocity is not None:
-            torch.cat([v.detach().reshape(-1) for v in velocity], out=self.rows[step, 1])
+        for (begin, end), tensors in zip(self.spans, (params, velocity, buffers)):
+            if tensors:
+                torch.cat([t.detach().reshape(-1) for t in tensors], out=self.rows[step, begin:end])
         self.has_velocity[step] = velocity is not None
 
-    def get(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        """Fresh leaves requiring grad for step `step`'s parameters and velocity."""
-        def unpack(row):
-            return [chunk.view(shape).clone().requires_grad_()
-                    for chunk, shape in zip(row.split(self.sizes), self.shapes)]
-        return unpack(self.rows[step, 0]), unpack(self.rows[step, 1]) if self.has_velocity[step] else None
+    def get(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, list[torch.Tensor]]:
+        """Fresh leaves requiring grad for step `step`'s parameters, velocity (None before the first step), buffers."""
+        params, velocity, buffers = [
+            [chunk.view(shape).clone().requires_grad_()
+             for chunk, shape in zip(self.rows[step, begin:end].split([s.numel() for s in shapes]), shapes)]
+            for (begin, end), shapes in zip(self.spans, self.parts)]
+        return params, velocity if self.has_velocity[step] else None, buffers
 
 
-def _backward_step(spec, starts, step, lrs, momenta, image_inputs, wants_images, grad_params, grad_velocity,
-                   grad_lrs, grad_momenta, grad_images):
-    """Redo step `step` with its graph, back-propagate the incoming gradients; accumulate the meta-gradients."""
-    start_params, velocity = starts.get(step)
-    params = dict(zip(spec.names, start_params))
-    # Train-mode BatchNorm normalises with batch statistics, so the step's outputs do not depend on the running
-    # statistics it starts from: the initial buffers stand in for them (the updated ones are not differentiated).
-    buffers = spec.buffers
+def _backward_step(spec, starts, step, lrs, momenta, image_inputs, wants_images, grads, grad_lrs, grad_momenta,
+                   grad_images):
+    """Redo step `step` with its graph from its stored start, back-propagate `grads` (w.r.t. its final params,
+    velocity, buffers; None: zero), accumulate the meta-gradients; return the gradients w.r.t. its start."""
+    params, velocity, buffers = starts.get(step)
     lr, momentum = lrs[step].detach().requires_grad_(), momenta[step].detach().requires_grad_()
     leaves = [x.detach().requires_grad_(wanted) for x, wanted in zip(image_inputs, wants_images)]
     with torch.enable_grad():
         images = spec.generate(step, *leaves)
-        new_params, _, new_velocity = sgd_step(spec.learner, params, buffers, velocity, images, spec.labels[step],
-                                               lr, momentum, create_graph=True)
-        outputs = list(new_params.values()) + (new_velocity if grad_velocity is not None else [])
-        grads_out = grad_params + (grad_velocity if grad_velocity is not None else [])
-        wanted = [leaf for leaf, want in zip(leaves, wants_images) if want]
-        inputs = list(params.values()) + (velocity or []) + [lr, momentum] + wanted
-        grads = torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True)
-    grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
-    count = len(params)
-    velocity_count = len(velocity) if velocity is not None else 0
-    new_grad_params = grads[:count]
-    new_grad_velocity = grads[count:count + velocity_count] if velocity is not None else None
-    grad_lrs[step] += grads[count + velocity_count]
-    grad_momenta[step] += grads[count + velocity_count + 1]
-    image_grads = iter(grads[count + velocity_count + 2:])
+        new_params, new_buffers, new_velocity = sgd_step(
+            spec.learner, dict(zip(spec.names, params)), dict(zip(spec.buffer_names, buffers)), velocity, images,
+            spec.labels[step], lr, momentum, create_graph=True)
+        # Only the outputs that receive a gradient: with bn_mode="train" the buffers' chain is never walked.
+        pairs = [(out, g) for out, g in zip([*new_params.values(), *new_velocity, *new_buffers.values()], grads)
+                 if g is not None]
+        state = params + (velocity or []) + buffers
+        inputs = state + [lr, momentum] + [leaf for leaf, want in zip(leaves, wants_images) if want]
+        found = list(torch.autograd.grad([out for out, _ in pairs], inputs, [g for _, g in pairs],
+                                         allow_unused=True))
+    start_grads, (grad_lr, grad_momentum) = found[:len(state)], found[len(state):len(state) + 2]
+    image_grads = iter(found[len(state) + 2:])
+    if velocity is None:  # the first step starts without velocity: nothing flows there
+        start_grads[len(params):len(params)] = [None] * len(params)
+    for total, grad in ((grad_lrs, grad_lr), (grad_momenta, grad_momentum)):
+        if grad is not None:
+            total[step] += grad
     for index, want in enumerate(wants_images):
-        if want:
-            grad_images[index] += next(image_grads)
-    return new_grad_params, new_grad_velocity
+        grad = next(image_grads) if want else None
+        if grad is not None:
+            grad_images[index] += grad
+    return start_grads

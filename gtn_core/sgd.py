@@ -13,8 +13,11 @@ def sgd_step(learner: nn.Module, params: Params, buffers: Params, velocity: list
              images: torch.Tensor, labels: torch.Tensor, lr: torch.Tensor, momentum: torch.Tensor,
              create_graph: bool) -> tuple[Params, Params, list[torch.Tensor]]:
     """(params, buffers, velocity) after one cross-entropy step on images (B, C, H, W), labels (B,)."""
-    buffers = {name: b.clone() for name, b in buffers.items()}  # train-mode BN updates running stats in place
-    logits = functional_call(learner, (params, buffers), (images,))
+    # One dict, not (params, buffers): functional_call writes the buffers that train-mode BatchNorm rebinds (its
+    # new running statistics) back into the dict it was given (torch.nn.utils.stateless._reparametrize_module).
+    state = {**params, **buffers}
+    logits = functional_call(learner, state, (images,))
+    buffers = {name: state[name] if create_graph else state[name].detach() for name in buffers}
     loss = F.cross_entropy(logits, labels)
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
     # torch.optim.SGD: the first step's buffer is the gradient itself, then buf = m * buf + g.

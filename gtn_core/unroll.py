@@ -45,9 +45,8 @@ def learner_logits(learner: nn.Module, state: LearnerState, images: torch.Tensor
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode={bn_mode!r}: expected one of {', '.join(BN_MODES)}")
     learner.train(bn_mode == "train")
-    # Scoring never changes the state: train-mode BN would otherwise update the running statistics in place.
-    buffers = {name: b.clone() for name, b in state.buffers.items()}
-    return functional_call(learner, (state.params, buffers), (images,))
+    # A dict of our own: train-mode BatchNorm's new running statistics are written back into it, not into `state`.
+    return functional_call(learner, {**state.params, **state.buffers}, (images,))
 
 
 StepImages = torch.Tensor | Callable[[int], torch.Tensor]
@@ -106,9 +105,9 @@ def _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_gra
     template = torch.optim.SGD(learner.parameters(), lr=1.0, momentum=0.5)
     fmodel = higher.monkeypatch(learner, copy_initial_weights=True, track_higher_grads=create_graph)
     fmodel.update_params([fresh_leaf(state.params[name], create_graph) for name in names])
-    with torch.no_grad():
-        for name, buffer in fmodel.named_buffers():
-            buffer.copy_(state.buffers[name])
+    for name, buffer in state.buffers.items():
+        module_name, _, attribute = name.rpartition(".")
+        setattr(fmodel.get_submodule(module_name), attribute, buffer)
     diffopt = higher.optim.get_diff_optim(template, learner.parameters(), fmodel=fmodel,
                                           track_higher_grads=create_graph)
     for step in range(labels.shape[0]):
@@ -116,5 +115,6 @@ def _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_gra
         loss = F.cross_entropy(fmodel(images if create_graph else images.detach()), labels[step])
         diffopt.step(loss, override={"lr": [lrs[step]], "momentum": [momenta[step]]})
     params = dict(zip(names, fmodel.fast_params))
-    buffers = {name: b.detach().clone() for name, b in fmodel.named_buffers()}
+    # BatchNorm rebinds the patched module's buffers each step, so with the graph kept they carry it.
+    buffers = {name: b if create_graph else b.detach() for name, b in fmodel.named_buffers()}
     return LearnerState(params, buffers)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from gtn_core.gtn import GTN
+from gtn_core.teachers import GTN
 from gtn_core.meta import RealData, lr_scheduler, meta_loss, meta_train
 
 BACKENDS = ("func", "higher")
@@ -14,7 +14,7 @@ DEVICES = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 def _real_batch(cfg, n=9, seed=1, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 1, 8, 8, generator=generator) * 2 - 1
-    labels = torch.randint(0, cfg.teacher.num_classes, (n,), generator=generator)
+    labels = torch.randint(0, cfg.generator.num_classes, (n,), generator=generator)
     return images.to(device), labels.to(device)
 
 
@@ -25,14 +25,19 @@ def _loss(gtn, cfg, images, labels):
 
 def _probes(gtn):
     """A few scalar coordinates of every kind of meta-parameter: teacher weights, inputs, lr, momentum."""
-    return [(gtn.teacher.dense[0].weight, (0, 5)), (gtn.teacher.upsample[1].weight, (1, 2, 0, 1)),
-            (gtn.teacher.upsample[5].bias, (0,)), (gtn.inputs.noise, (2, 3, 1)),
+    return [(gtn.generator.dense[0].weight, (0, 5)), (gtn.generator.upsample[1].weight, (1, 2, 0, 1)),
+            (gtn.generator.upsample[5].bias, (0,)), (gtn.inputs.noise, (2, 3, 1)),
             (gtn.hparams.log_lr, (1,)), (gtn.hparams.logit_momentum, (2,))]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_meta_gradient_matches_central_finite_differences(backend, float64):
-    cfg = tiny_config(unroll_backend=backend, inner_lr_init=0.2)
+# (bn_mode, backend, checkpoint_unroll): eval mode scores with the running statistics the unroll accumulated.
+UNROLLS = [(bn_mode, backend, False) for bn_mode in ("train", "eval") for backend in BACKENDS] + [
+    (bn_mode, "func", True) for bn_mode in ("train", "eval")]
+
+
+@pytest.mark.parametrize(("bn_mode", "backend", "checkpoint"), UNROLLS)
+def test_meta_gradient_matches_central_finite_differences(bn_mode, backend, checkpoint, float64):
+    cfg = tiny_config(unroll_backend=backend, checkpoint_unroll=checkpoint, bn_mode=bn_mode, inner_lr_init=0.2)
     gtn = GTN(cfg)
     images, labels = _real_batch(cfg)
     _loss(gtn, cfg, images, labels).backward()
@@ -50,11 +55,12 @@ def test_meta_gradient_matches_central_finite_differences(backend, float64):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bn_mode", ("train", "eval"))
 @pytest.mark.parametrize("variant", ("learned", "random_fixed"))
-def test_checkpointed_unroll_gives_the_same_meta_gradients_as_the_plain_one(variant, device, float64):
+def test_checkpointed_unroll_gives_the_same_meta_gradients_as_the_plain_one(variant, bn_mode, device, float64):
     grads = {}
     for checkpoint in (False, True):
-        cfg = tiny_config(variant=variant, checkpoint_unroll=checkpoint, inner_steps=4)
+        cfg = tiny_config(variant=variant, checkpoint_unroll=checkpoint, bn_mode=bn_mode, inner_steps=4)
         gtn = GTN(cfg).to(device)
         loss = _loss(gtn, cfg, *_real_batch(cfg, device=device))
         loss.backward()
@@ -73,7 +79,7 @@ def test_checkpointing_recomputes_the_teacher_in_the_backward_pass(float64):
         cfg = tiny_config(checkpoint_unroll=checkpoint)
         gtn = GTN(cfg)
         calls = []
-        gtn.teacher.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+        gtn.generator.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
         loss = _loss(gtn, cfg, *_real_batch(cfg))
         before = len(calls)
         loss.backward()

@@ -4,10 +4,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from conftest import tiny_config
-from gtn_core.learner import MaxPool2x2, init_learner
-from gtn_core.unroll import initial_state, learner_logits, unroll
+from gtn_core.learner import BatchNorm, MaxPool2x2, init_learner
+from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 BACKENDS = ("func", "higher")
 
@@ -23,10 +24,24 @@ def _problem(seed=0, steps=4, batch=6):
     return learner, images, labels, lrs, momenta
 
 
+def _with_torch_batch_norm(learner):
+    """A copy of `learner` whose BatchNorm layers are torch's own (running statistics updated in place)."""
+    reference = copy.deepcopy(learner)
+    for name, module in list(reference.named_modules()):
+        if isinstance(module, BatchNorm):
+            torch_class = nn.BatchNorm2d if name.startswith("features") else nn.BatchNorm1d
+            replacement = torch_class(module.weight.numel())
+            replacement.load_state_dict(module.state_dict(), strict=False)  # all but num_batches_tracked
+            parent, _, attribute = name.rpartition(".")
+            setattr(reference.get_submodule(parent), attribute, replacement)
+    return reference
+
+
+@pytest.mark.parametrize("create_graph", (False, True))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_unroll_matches_torch_sgd_step_for_step(backend, float64):
+def test_unroll_matches_torch_sgd_and_batch_norm_step_for_step(backend, create_graph, float64):
     learner, images, labels, lrs, momenta = _problem()
-    reference = copy.deepcopy(learner).train()
+    reference = _with_torch_batch_norm(learner).train()
     optimizer = torch.optim.SGD(reference.parameters(), lr=1.0, momentum=0.5)
     start = initial_state(learner)
     for step in range(len(lrs)):
@@ -35,11 +50,14 @@ def test_unroll_matches_torch_sgd_step_for_step(backend, float64):
         F.cross_entropy(reference(images[step]), labels[step]).backward()
         optimizer.step()
         state = unroll(learner, start, images[:step + 1], labels[:step + 1], lrs[:step + 1], momenta[:step + 1],
-                       create_graph=False, backend=backend)
+                       create_graph=create_graph, backend=backend)
         for name, param in reference.named_parameters():
             torch.testing.assert_close(state.params[name], param.detach(), rtol=1e-10, atol=1e-12)
-        for name, buffer in reference.named_buffers():
+        buffers = {name: b for name, b in reference.named_buffers() if not name.endswith("num_batches_tracked")}
+        assert state.buffers.keys() == buffers.keys()
+        for name, buffer in buffers.items():
             torch.testing.assert_close(state.buffers[name], buffer, rtol=1e-10, atol=1e-12)
+            assert (state.buffers[name].grad_fn is not None) == create_graph, name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -71,22 +89,28 @@ def test_images_may_be_generated_per_step(backend, float64):
         torch.testing.assert_close(lazy.params[name], eager.params[name], rtol=0, atol=0)
 
 
-def test_checkpointed_unroll_matches_the_plain_one_in_values_and_gradients(float64):
+@pytest.mark.parametrize("scored", ("params", "params_and_buffers"))
+def test_checkpointed_unroll_matches_the_plain_one_in_values_and_gradients(scored, float64):
     learner, images, labels, lrs, momenta = _problem()
     start = initial_state(learner)
+    with_buffers = scored == "params_and_buffers"
     results = []
     for checkpoint in (False, True):
         leaves = [images.clone().requires_grad_(), lrs.clone().requires_grad_(), momenta.clone().requires_grad_()]
-        state = unroll(learner, start, leaves[0], labels, leaves[1], leaves[2], create_graph=True,
-                       checkpoint=checkpoint)
-        loss = sum((p ** 2).sum() for p in state.params.values())
-        results.append((state, torch.autograd.grad(loss, leaves)))
+        buffers = {name: b.clone().requires_grad_(with_buffers) for name, b in start.buffers.items()}
+        state = unroll(learner, LearnerState(start.params, buffers), leaves[0], labels, leaves[1], leaves[2],
+                       create_graph=True, checkpoint=checkpoint)
+        # The final running statistics, as a meta-loss in bn_mode="eval" uses them; their gradient reaches the
+        # initial ones too.
+        scored_tensors = list(state.params.values()) + (list(state.buffers.values()) if with_buffers else [])
+        loss = sum((t ** 2).sum() for t in scored_tensors)
+        results.append((state, torch.autograd.grad(loss, leaves + (list(buffers.values()) if with_buffers else []))))
     (plain, plain_grads), (ckpt, ckpt_grads) = results
     for name in plain.params:
         torch.testing.assert_close(ckpt.params[name], plain.params[name], rtol=0, atol=0)
     for name in plain.buffers:
         torch.testing.assert_close(ckpt.buffers[name], plain.buffers[name], rtol=0, atol=0)
-    for got, expected in zip(ckpt_grads, plain_grads):
+    for got, expected in zip(ckpt_grads, plain_grads, strict=True):
         assert expected.abs().sum() > 0
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
 
@@ -106,6 +130,7 @@ def test_unroll_leaves_its_input_state_untouched():
     start = initial_state(learner)
     before = {name: b.clone() for name, b in start.buffers.items()}
     unroll(learner, start, images, labels, lrs, momenta, create_graph=False)
+    unroll(learner, start, images, labels, lrs, momenta, create_graph=True, checkpoint=True)
     learner_logits(learner, start, images[0], "train")
     for name, buffer in start.buffers.items():
         torch.testing.assert_close(buffer, before[name])
@@ -122,6 +147,16 @@ def test_unroll_rejects_mismatched_shapes_and_unknown_backend():
         unroll(learner, start, images, labels, lrs, momenta, create_graph=False, backend="jax")
     with pytest.raises(ValueError, match="checkpoint=True with backend 'higher'"):
         unroll(learner, start, images, labels, lrs, momenta, create_graph=True, backend="higher", checkpoint=True)
+
+
+def test_eval_mode_logits_are_differentiable_in_the_running_statistics(float64):
+    learner, images, *_ = _problem()
+    start = initial_state(learner)
+    buffers = {name: b.clone().requires_grad_() for name, b in start.buffers.items()}
+    logits = learner_logits(learner, LearnerState(start.params, buffers), images[0], "eval")
+    grads = torch.autograd.grad((logits ** 2).sum(), list(buffers.values()))
+    for name, grad in zip(buffers, grads):
+        assert grad.abs().sum() > 0, name
 
 
 def test_learner_logits_rejects_unknown_bn_mode():

@@ -1,0 +1,79 @@
+"""Tables and wall times of the paper's comparisons: the curricula study and the baselines study.
+
+    python experiments/run_tasks.py --study curricula --seeds 3 --runs-dir bench/out/paper_studies
+    python experiments/run_tasks.py --study baselines --seeds 3 --runs-dir bench/out/paper_studies
+    python bench/paper_studies.py                                  # the tables of that store, as Markdown
+    python bench/paper_studies.py --runs-dir DIR --csv bench/paper_studies.csv
+
+Reads the store through `analysis.results` (the newest COMPLETED run per cell and seed), prints one Markdown table
+per study (final test accuracy mean +- sd over seeds, seeds, mean wall time per run; the curricula beside the
+paper's Fig. 1c values) and each study's total run time (the sum of its runs' wall times: with runs sharing the
+cores, or other work on the machine, that overstates an idle machine's time). Writes every row to a CSV and the
+headline figures to bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from record import command_line, entry, merge_results
+
+from analysis.results import TRAINING, TUNED_SGD, FileStore, baselines_table, curricula_table, load_runs, select_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def study_rows(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curricula table, baselines table) of a store's COMPLETED runs at shapes where each study ran."""
+    runs = select_runs(load_runs(FileStore(runs_dir)), names=(TRAINING, TUNED_SGD), dataset="mnist")
+    gtn = runs[runs.teacher == "gtn"]
+    curricula_shapes = set(gtn[gtn.curriculum != "full"].experiment)
+    curricula = gtn[gtn.experiment.isin(curricula_shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
+    baseline_shapes = set(runs[runs.teacher != "gtn"].experiment)
+    baselines = runs[runs.experiment.isin(baseline_shapes)]
+    return curricula_table(curricula), baselines_table(baselines)
+
+
+def markdown(table: pd.DataFrame, arm: str, reference: str | None = None) -> str:
+    """One Markdown table: arm, seeds, accuracy mean +- sd, (reference), minutes per run."""
+    header = f"| shape | {arm} | seeds | final test accuracy (mean +- sd) |" + (" paper |" if reference else "") + \
+        " min per run |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for row in table.itertuples():
+        sd = "" if pd.isna(row.accuracy_sd) else f" +- {row.accuracy_sd:.4f}"
+        cells = [row.experiment, getattr(row, arm), str(row.seeds), f"{row.accuracy_mean:.4f}{sd}"]
+        if reference:
+            value = getattr(row, reference)
+            cells.append("-" if pd.isna(value) else f"{value:.3f}")
+        cells.append(f"{row.wall_minutes:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print both studies' tables, write the CSV and the results.json entries."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "bench" / "out" / "paper_studies")
+    parser.add_argument("--csv", type=Path, default=REPO / "bench" / "paper_studies.csv")
+    args = parser.parse_args(argv)
+    curricula, baselines = study_rows(args.runs_dir)
+    print("Curricula\n\n" + markdown(curricula, "curriculum", "paper_accuracy"))
+    print("\nBaselines\n\n" + markdown(baselines, "teacher"))
+    rows = pd.concat([curricula.assign(study="curricula", arm=curricula.curriculum),
+                      baselines.assign(study="baselines", arm=baselines.teacher)])
+    columns = ["study", "experiment", "arm", "seeds", "accuracy_mean", "accuracy_sd", "wall_minutes"]
+    rows[columns + ["paper_accuracy"]].to_csv(args.csv, index=False, float_format="%.5f")
+    command = command_line("bench/paper_studies.py", argv)
+    entries = [entry(f"{row.study}_{row.experiment.lower()}_{row.arm}_accuracy", round(row.accuracy_mean, 4), "accuracy",
+                     None, command, note=f"mean over {row.seeds} seed(s)") for row in rows.itertuples()]
+    for study, table in (("curricula", curricula), ("baselines", baselines)):
+        total = float((table.wall_minutes * table.seeds).sum())
+        print(f"{study}: {total:.0f} min of runs")
+        entries.append(entry(f"{study}_study_run_minutes", round(total, 1), "min", None, command,
+                             note="sum of the runs' wall times"))
+    merge_results(entries)
+
+
+if __name__ == "__main__":
+    main()
