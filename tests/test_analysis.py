@@ -66,8 +66,8 @@ def test_runs_frame_has_one_row_per_run_with_the_documented_columns(study):
 
 def test_select_runs_filters_by_config_and_keeps_the_newest_run_of_each_cell_and_seed():
     start = datetime(2026, 1, 1)
-    rows = [dict(run_id=str(i), name=results.TRAINING, status=status, experiment="C", variant="learned",
-                 dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
+    rows = [dict(run_id=str(i), name=results.TRAINING, status=status, experiment="C", teacher="gtn",
+                 curriculum="full", variant="learned", dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
                  config={"dataset": "mnist", "outer_steps": steps})
             for i, (status, seed, steps) in enumerate([("COMPLETED", 0, 6), ("COMPLETED", 0, 6), ("FAILED", 0, 6),
                                                        ("COMPLETED", 1, 6), ("COMPLETED", 0, 1000)])]
@@ -76,6 +76,39 @@ def test_select_runs_filters_by_config_and_keeps_the_newest_run_of_each_cell_and
     assert list(results.select_runs(runs, latest=False, outer_steps=6).run_id) == ["0", "1", "3"]
     assert list(results.select_runs(runs).run_id) == ["4", "3"]
     assert results.select_runs(runs, dataset="fashion_mnist").empty
+
+
+def _record(run_id, config, name=results.TRAINING, result=0.9):
+    start = datetime(2026, 1, 1, 0, int(run_id))
+    return results.RunRecord(str(run_id), str(run_id), name, "COMPLETED", config, start,
+                             start + timedelta(minutes=2), result)
+
+
+def test_runs_know_their_teacher_and_the_study_tables_average_over_seeds():
+    shape = {"batch_size": 32, "inner_steps": 10, "dataset": "mnist"}
+    records = [_record(1, {**shape, "variant": "learned", "seed": 0}, result=0.96),  # stored before `teacher` existed
+               _record(2, {**shape, "teacher": "gtn", "curriculum": "full", "variant": "learned", "seed": 1},
+                       result=0.94),
+               _record(3, {**shape, "teacher": "gtn", "curriculum": "none", "variant": "random", "seed": 0},
+                       result=0.90),
+               _record(4, {**shape, "teacher": "real_data", "curriculum": "full", "variant": "learned", "seed": 0},
+                       result=0.93),
+               _record(5, {**shape, "seed": 0}, name=results.TUNED_SGD, result=0.91)]
+    runs = pd.DataFrame([results._run_row(record) for record in records])
+    assert list(runs.teacher) == ["gtn", "gtn", "gtn", "real_data", "tuned_sgd"]
+    assert list(runs.curriculum.fillna("-")) == ["full", "full", "none", "-", "-"]
+    assert list(runs.variant.fillna("-")) == ["learned", "learned", "random", "-", "-"]
+    selected = results.select_runs(runs, names=(results.TRAINING, results.TUNED_SGD), dataset="mnist")
+    assert len(selected) == 5 and list(results.select_runs(runs, teacher="gtn", curriculum="full").run_id) == ["1", "2"]
+    curricula = results.curricula_table(selected[selected.teacher == "gtn"])
+    full = curricula[curricula.curriculum == "full"].iloc[0]
+    assert (full.experiment, full.seeds, full.paper_accuracy) == ("B", 2, 0.985)
+    assert full.accuracy_mean == pytest.approx(0.95) and full.accuracy_sd == pytest.approx(0.01414, abs=1e-4)
+    assert full.wall_minutes == pytest.approx(2.0)
+    assert list(curricula.curriculum) == ["full", "none"]
+    baselines = results.baselines_table(selected)
+    assert list(baselines.teacher) == ["gtn", "real_data", "tuned_sgd"]
+    assert list(baselines.seeds) == [2, 1, 1]
 
 
 def test_metrics_are_tidy_with_test_accuracy_at_every_evaluation(study):
