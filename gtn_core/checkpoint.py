@@ -15,9 +15,8 @@ def save_checkpoint(teacher: Teacher, cfg: GTNConfig, path: str | Path) -> Path:
     """Write the teacher's state (learned or fixed inputs included) and its config to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    random_state = teacher.random_state() if hasattr(teacher, "random_state") else {}
     torch.save({"format_version": FORMAT_VERSION, "config": config_to_dict(cfg), "state_dict": teacher.state_dict(),
-                **random_state}, path)
+                **teacher.random_state()}, path)
     return path
 
 
@@ -38,8 +37,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", train_
     cfg = config_from_dict(payload["config"])
     teacher = build_teacher(cfg, train_images, train_labels).to(device)
     teacher.load_state_dict(payload["state_dict"])
-    if hasattr(teacher, "set_random_state"):
-        teacher.set_random_state(payload)
+    teacher.set_random_state(payload)
     return teacher, cfg
 
 

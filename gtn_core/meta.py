@@ -93,25 +93,62 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, cfg: GTNConfig) -> torch.opti
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class MetaTrainer:
+    """The meta-training loop and all of its state (teacher, Adam, lr schedule, random streams, step): resumable.
+
+    `state_dict()` after any outer step and `load_state_dict()` into a fresh trainer of the same config continue
+    the run exactly: on the same machine the resumed records equal the uninterrupted run's, bit for bit.
+    """
+
+    def __init__(self, teacher: Teacher, cfg: GTNConfig, data: RealData) -> None:
+        self.teacher, self.cfg, self.data = teacher, cfg, data
+        self.optimizer = torch.optim.Adam(teacher.param_groups(cfg))
+        self.schedule = lr_scheduler(self.optimizer, cfg)
+        self.train_generator = seeded_generator(cfg.seed, stream=TRAINING)
+        self.eval_generator = seeded_generator(cfg.seed, stream=EVALUATION)
+        subset_size = min(cfg.train_eval_size, data.train_images.shape[0])
+        subset = torch.randperm(data.train_images.shape[0], generator=self.eval_generator)[:subset_size]
+        self.train_subset = subset.to(data.train_images.device)
+        self.step = 0  # outer steps done
+
+    def records(self) -> Iterator[StepRecord]:
+        """Run the remaining outer steps, yielding a StepRecord after each; evaluates every `eval_every`."""
+        cfg = self.cfg
+        while self.step < cfg.outer_steps:
+            started = time.perf_counter()
+            loss = meta_step(self.teacher, self.optimizer, cfg, self.data, self.train_generator)
+            self.schedule.step()
+            self.step += 1
+            step_seconds = time.perf_counter() - started
+            lrs = tuple(self.teacher.hparams.lrs().tolist())
+            momenta = tuple(self.teacher.hparams.momenta().tolist())
+            if self.step % cfg.eval_every and self.step != cfg.outer_steps:
+                yield StepRecord(self.step, loss, lrs, momenta, step_seconds)
+                continue
+            started = time.perf_counter()
+            test, train = evaluate(self.teacher, cfg, self.data, self.train_subset, self.eval_generator)
+            yield StepRecord(self.step, loss, lrs, momenta, step_seconds, test, train, time.perf_counter() - started)
+
+    def state_dict(self) -> dict:
+        """Everything the next outer step depends on, as tensors and plain values."""
+        return {"step": self.step, "teacher": self.teacher.state_dict(), "teacher_random": self.teacher.random_state(),
+                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "train_generator": self.train_generator.get_state(),
+                "eval_generator": self.eval_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` of a trainer with the same config."""
+        if not 0 <= state["step"] <= self.cfg.outer_steps:
+            raise ValueError(f"training state at step {state['step']}: expected a step in 0..{self.cfg.outer_steps}")
+        self.teacher.load_state_dict(state["teacher"])
+        self.teacher.set_random_state(state["teacher_random"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.train_generator.set_state(state["train_generator"])
+        self.eval_generator.set_state(state["eval_generator"])
+        self.step = state["step"]
+
+
 def meta_train(teacher: Teacher, cfg: GTNConfig, data: RealData) -> Iterator[StepRecord]:
     """Run `cfg.outer_steps` outer steps, yielding a StepRecord after each; evaluates every `eval_every`."""
-    optimizer = torch.optim.Adam(teacher.param_groups(cfg))
-    schedule = lr_scheduler(optimizer, cfg)
-    train_generator = seeded_generator(cfg.seed, stream=TRAINING)
-    eval_generator = seeded_generator(cfg.seed, stream=EVALUATION)
-    subset_size = min(cfg.train_eval_size, data.train_images.shape[0])
-    train_subset = torch.randperm(data.train_images.shape[0], generator=eval_generator)[:subset_size]
-    train_subset = train_subset.to(data.train_images.device)
-    for step in range(1, cfg.outer_steps + 1):
-        started = time.perf_counter()
-        loss = meta_step(teacher, optimizer, cfg, data, train_generator)
-        schedule.step()
-        step_seconds = time.perf_counter() - started
-        lrs = tuple(teacher.hparams.lrs().tolist())
-        momenta = tuple(teacher.hparams.momenta().tolist())
-        if step % cfg.eval_every and step != cfg.outer_steps:
-            yield StepRecord(step, loss, lrs, momenta, step_seconds)
-            continue
-        started = time.perf_counter()
-        test, train = evaluate(teacher, cfg, data, train_subset, eval_generator)
-        yield StepRecord(step, loss, lrs, momenta, step_seconds, test, train, time.perf_counter() - started)
+    yield from MetaTrainer(teacher, cfg, data).records()

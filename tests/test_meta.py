@@ -172,3 +172,28 @@ def test_learning_rate_schedule_is_constant_or_decays_to_zero_at_the_last_step(s
 def test_an_unknown_learning_rate_schedule_is_rejected_by_name():
     with pytest.raises(ValueError, match="lr_schedule='step'.*constant, cosine"):
         tiny_config(lr_schedule="step")
+
+
+@pytest.mark.parametrize("variant", ["learned", "random"])
+def test_a_trainer_resumed_from_its_state_continues_bit_identically(variant):
+    from gtn_core.meta import MetaTrainer
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(64, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (64,), generator=generator)
+    data = RealData(images, labels, images[:32], labels[:32])
+    cfg = tiny_config(variant=variant, outer_steps=6, eval_every=2)
+    whole = MetaTrainer(GTN(cfg), cfg, data)
+    uninterrupted = [(r.step, r.meta_loss, r.test_accuracy, r.inner_lrs) for r in whole.records()]
+
+    first = MetaTrainer(GTN(cfg), cfg, data)
+    records = first.records()
+    before = [(r.step, r.meta_loss, r.test_accuracy, r.inner_lrs) for r in (next(records) for _ in range(3))]
+    state = first.state_dict()
+    resumed = MetaTrainer(GTN(cfg), cfg, data)  # a fresh process would build exactly this, then load the state
+    resumed.load_state_dict(state)
+    after = [(r.step, r.meta_loss, r.test_accuracy, r.inner_lrs) for r in resumed.records()]
+    assert before + after == uninterrupted
+    for name, value in whole.teacher.state_dict().items():
+        assert torch.equal(resumed.teacher.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="step 9: expected a step in 0..6"):
+        MetaTrainer(GTN(cfg), cfg, data).load_state_dict({**state, "step": 9})

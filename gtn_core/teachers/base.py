@@ -45,6 +45,13 @@ class Teacher(nn.Module):
         """This inner loop's curriculum; random draws (orders, batches, labels) come from `generator`."""
         raise NotImplementedError
 
+    def random_state(self) -> dict:
+        """The state of the teacher's own random streams (none by default), for checkpoints."""
+        return {}
+
+    def set_random_state(self, state: dict) -> None:
+        """Restore what `random_state` returned."""
+
     def learned_groups(self, cfg) -> list[dict]:
         """Adam groups of the teacher's own learned tensors (none by default)."""
         return []
