@@ -27,6 +27,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 from experiments.observers import MONGO_URL_VARIABLE, default_runs_dir, mongo_settings, redact
+from experiments.store import upgrade_config
 
 TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_sgd"
 # (batch_size, inner_steps) -> experiment; "paper" is Such et al.'s MNIST shape (Fig. 1c)
@@ -196,15 +197,15 @@ def experiment_of(batch_size, inner_steps) -> str | None:
 
 def _teacher_of(record: RunRecord) -> tuple[str | None, str | None, str | None]:
     """(teacher, curriculum, variant) of a run; runs stored before those keys existed were GTNs, full curriculum."""
-    config = record.config
     if record.name == TUNED_SGD:
         return "tuned_sgd", None, None
     if record.name != TRAINING:
         return None, None, None
-    teacher = config.get("teacher", "gtn")
+    config = upgrade_config(record.config)  # the keys' values in runs stored before they existed
+    teacher = config["teacher"]
     if teacher != "gtn":
         return teacher, None, None
-    return teacher, config.get("curriculum", "full"), config.get("variant")
+    return teacher, config["curriculum"], config.get("variant")
 
 
 def _run_row(record: RunRecord) -> dict:
@@ -334,10 +335,25 @@ def arm_table(runs: pd.DataFrame, arm: str) -> pd.DataFrame:
         wall_minutes=("wall_seconds", lambda seconds: seconds.mean() / 60)).reset_index()
 
 
-def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """`arm_table` by curriculum (GTN runs), beside the paper's Fig. 1c values and the differences."""
+def curricula_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The curricula study's arms among selected runs: GTNs at the shapes where a non-full curriculum ran, the full
+    curriculum with learned inputs only (the goodai study's other variants share those shapes)."""
     gtn = runs[runs.teacher == "gtn"]
-    table = arm_table(gtn, "curriculum").merge(PAPER_CURRICULA, on="curriculum", how="left")
+    shapes = set(gtn[gtn.curriculum != "full"].experiment)
+    return gtn[gtn.experiment.isin(shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
+
+
+def baselines_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The baselines study's arms among selected runs (training and tuned SGD): at the shapes where a baseline ran,
+    every non-GTN teacher and the GTN with the full curriculum and learned inputs."""
+    shapes = set(runs[runs.teacher != "gtn"].experiment)
+    chosen = runs[runs.experiment.isin(shapes)]
+    return chosen[(chosen.teacher != "gtn") | ((chosen.curriculum == "full") & (chosen.variant == "learned"))]
+
+
+def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """`arm_table` by curriculum of `curricula_runs`, beside the paper's Fig. 1c values and the differences."""
+    table = arm_table(curricula_runs(runs), "curriculum").merge(PAPER_CURRICULA, on="curriculum", how="left")
     table["difference"] = table.accuracy_mean - table.paper_accuracy
     order = table.curriculum.map({name: i for i, name in enumerate(CURRICULUM_ORDER)})
     return table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order") \
@@ -345,9 +361,8 @@ def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """`arm_table` by teacher: the GTN (full curriculum, learned inputs), real data, tuned SGD and distillation."""
-    chosen = runs[(runs.teacher != "gtn") | ((runs.curriculum == "full") & (runs.variant == "learned"))]
-    table = arm_table(chosen, "teacher")
+    """`arm_table` by teacher of `baselines_runs`: the GTN (full, learned), real data, tuned SGD and distillation."""
+    table = arm_table(baselines_runs(runs), "teacher")
     order = table.teacher.map({name: i for i, name in enumerate(TEACHER_ORDER)})
     return table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order") \
         .reset_index(drop=True)

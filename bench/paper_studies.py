@@ -38,12 +38,7 @@ def study_rows(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     store = FileStore(runs_dir)
     runs = select_runs(load_runs(store), names=(TRAINING, TUNED_SGD), dataset="mnist")
     runs = runs.assign(wall_seconds=own_seconds(store, runs))
-    gtn = runs[runs.teacher == "gtn"]
-    curricula_shapes = set(gtn[gtn.curriculum != "full"].experiment)
-    curricula = gtn[gtn.experiment.isin(curricula_shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
-    baseline_shapes = set(runs[runs.teacher != "gtn"].experiment)
-    baselines = runs[runs.experiment.isin(baseline_shapes)]
-    return curricula_table(curricula), baselines_table(baselines)
+    return curricula_table(runs), baselines_table(runs)
 
 
 def markdown(table: pd.DataFrame, arm: str, reference: str | None = None) -> str:

@@ -273,17 +273,19 @@ def print_summary(outcomes: list[Outcome]) -> None:
               f"{describe_result(outcome)}")
 
 
-def why_not(task: Task, runs: list[StoredRun], most: int = 3) -> str:
-    """Why the closest COMPLETED stored run of the task's experiment does not count: its differing keys."""
+IDENTITY_KEYS = ("batch_size", "inner_steps", "seed", "dataset")  # what names a cell, with the task's own updates
+
+
+def why_not(task: Task, runs: list[StoredRun]) -> str:
+    """Why the newest COMPLETED stored run of the same cell (shape, seed, arm) does not count: every differing key."""
     wanted = expected_config(task)
-    candidates = [(config_differences(run.config, wanted, IGNORED_KEYS), run) for run in runs
-                  if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"]
-    if not candidates:
+    identity = (*IDENTITY_KEYS, *task.updates)
+    cell = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+            and not config_differences(run.config, {key: wanted[key] for key in identity if key in wanted})]
+    if not cell:
         return ""
-    differences, run = min(candidates, key=lambda pair: len(pair[0]))
-    if len(differences) > most:
-        return ""
-    return f" (stored run {run.run_id} differs: {'; '.join(differences)})"
+    run = cell[-1]
+    return f" (stored run {run.run_id} differs: {'; '.join(config_differences(run.config, wanted, IGNORED_KEYS))})"
 
 
 def reused(task: Task, run: StoredRun) -> Outcome:

@@ -29,8 +29,8 @@ from gtn_core.ablation import ORDERS, shuffle_ablation
 from gtn_core.checkpoint import load_checkpoint
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.seeds import seeded_generator
 from gtn_core.meta import to_real_data
+from gtn_core.seeds import ABLATION, seeded_generator
 
 ex = Experiment("gtn_shuffle_ablation")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -67,16 +67,16 @@ def main(_run, source_run_id, runs_dir, repeats, test_size, data_root, device, p
         raise ValueError(f"run {source_run_id} is a {source.status} {source.experiment!r} run; "
                          "expected a COMPLETED 'gtn_mnist' run")
     torch_device = resolve_device(device)
-    gtn, cfg = load_checkpoint(source.directory / "teacher.pt", torch_device)
     data = to_real_data(load_dataset(source.config["dataset"], data_root or default_data_root()), torch_device)
+    teacher, cfg = load_checkpoint(source.directory / "teacher.pt", torch_device, data.train_images, data.train_labels)
     images, labels = data.test_images[:test_size], data.test_labels[:test_size]
     accuracies = {order: [] for order in ORDERS}
-    trials = shuffle_ablation(gtn, cfg, images, labels, repeats, seeded_generator(seed, stream=3))
+    trials = shuffle_ablation(teacher, cfg, images, labels, repeats, seeded_generator(seed, stream=ABLATION))
     for trial in tqdm(trials, total=2 * repeats, desc=f"ablation of run {source_run_id}", disable=not progress):
         accuracies[trial.order].append(trial.accuracy)
         _run.log_scalar(f"accuracy_{trial.order}", trial.accuracy, trial.repeat)
     medians = {f"median_{order}": statistics.median(values) for order, values in accuracies.items()}
-    _run.info.update(variant=cfg.variant, batch_size=cfg.batch_size, inner_steps=cfg.inner_steps,
+    _run.info.update(teacher=cfg.teacher, curriculum=cfg.curriculum, variant=cfg.variant, batch_size=cfg.batch_size, inner_steps=cfg.inner_steps,
                      bn_mode=cfg.bn_mode, **medians)
     return medians
 

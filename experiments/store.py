@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from gtn_core.config import SECTIONS, config_from_dict, config_to_dict
+
 
 @dataclass(frozen=True)
 class StoredRun:
@@ -57,16 +59,13 @@ def upgrade_config(stored: dict) -> dict:
     """A stored run's config in today's nested form (older flat keys moved into their sections)."""
     if "generator" in stored or not any(key in stored for key in LEGACY_KEYS):
         return {**IMPLICIT_IN_OLDER_RUNS, **stored}
-    from gtn_core.config import SECTIONS, config_to_dict
-
     config = {key: value for key, value in stored.items() if key not in LEGACY_KEYS}
     sections = {name: {} for name in SECTIONS}
     for old, (section, key) in LEGACY_KEYS.items():
         if old in stored:
             sections[section][key] = stored[old]
-    sections["learner"]["channels"] = tuple(sections["learner"].get("channels", (32, 64)))
     for name, cls in SECTIONS.items():
-        config[name] = config_to_dict(cls(**sections[name]))
+        config[name] = config_to_dict(config_from_dict(sections[name], cls))
     return {**IMPLICIT_IN_OLDER_RUNS, **config}
 
 

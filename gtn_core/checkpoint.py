@@ -12,11 +12,14 @@ FORMAT_VERSION = 2
 
 
 def save_checkpoint(teacher: Teacher, cfg: GTNConfig, path: str | Path) -> Path:
-    """Write the teacher's state (learned or fixed inputs included) and its config to `path`."""
+    """Write the teacher's state (learned or fixed inputs included) and its config to `path`.
+
+    Teachers own no random stream (every draw comes from the caller's generator), so this is all there is.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format_version": FORMAT_VERSION, "config": config_to_dict(cfg), "state_dict": teacher.state_dict(),
-                **teacher.random_state()}, path)
+    torch.save({"format_version": FORMAT_VERSION, "config": config_to_dict(cfg), "state_dict": teacher.state_dict()},
+               path)
     return path
 
 
@@ -37,7 +40,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", train_
     cfg = config_from_dict(payload["config"])
     teacher = build_teacher(cfg, train_images, train_labels).to(device)
     teacher.load_state_dict(payload["state_dict"])
-    teacher.set_random_state(payload)
     return teacher, cfg
 
 

@@ -131,8 +131,7 @@ class MetaTrainer:
 
     def state_dict(self) -> dict:
         """Everything the next outer step depends on, as tensors and plain values."""
-        return {"step": self.step, "teacher": self.teacher.state_dict(), "teacher_random": self.teacher.random_state(),
-                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+        return {"step": self.step, "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "train_generator": self.train_generator.get_state(),
                 "eval_generator": self.eval_generator.get_state()}
 
@@ -141,7 +140,6 @@ class MetaTrainer:
         if not 0 <= state["step"] <= self.cfg.outer_steps:
             raise ValueError(f"training state at step {state['step']}: expected a step in 0..{self.cfg.outer_steps}")
         self.teacher.load_state_dict(state["teacher"])
-        self.teacher.set_random_state(state["teacher_random"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.train_generator.set_state(state["train_generator"])

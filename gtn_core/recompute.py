@@ -51,12 +51,17 @@ def recomputed_unroll(learner: nn.Module, params: Params, buffers: Params, image
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images of type {type(images).__name__}: checkpointing needs a (K, B, C, H, W) tensor "
                             "or GeneratedImages (a generator with its explicit input tensors)")
-        images = GeneratedImages(_index, (images,))
+        images = tensor_images(images)
     spec = _Spec(learner, tuple(params), tuple(buffers), images.generate, labels)
     outputs = _RecomputedUnroll.apply(spec, lrs, momenta, *params.values(), *buffers.values(), *images.inputs)
     final_params = dict(zip(spec.names, outputs[:len(params)]))
     final_buffers = dict(zip(spec.buffer_names, outputs[len(params):]))
     return final_params, final_buffers
+
+
+def tensor_images(images: torch.Tensor) -> GeneratedImages:
+    """Step t's images taken from a ready (K, B, C, H, W) tensor."""
+    return GeneratedImages(_index, (images,))
 
 
 def _index(step: int, images: torch.Tensor) -> torch.Tensor:

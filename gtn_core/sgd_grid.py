@@ -98,9 +98,11 @@ def search_grid(grid: SGDGridConfig, data: RealData) -> Iterator[GridPoint]:
                          f"inner_steps * batch_size = {cfg.inner_steps * cfg.batch_size}")
     train = (data.train_images[:split], data.train_labels[:split])
     validation = (data.train_images[split:], data.train_labels[split:])
-    generator = seeded_generator(grid.seed, stream=TRAINING)
     for lr in grid.lrs:
         for momentum in grid.momenta:
+            # Every point sees the same batches and initialisations: the comparison is paired, and adding a point
+            # changes no other point's draws.
+            generator = seeded_generator(grid.seed, stream=TRAINING)
             yield GridPoint(lr, momentum, sgd_learners(cfg, *train, lr, momentum, *validation, grid.repeats,
                                                        generator))
 

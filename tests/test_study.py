@@ -151,3 +151,14 @@ def test_smoke_studies_run_end_to_end_and_resume(tmp_path, study, arms):
     assert len(runs) == 4 and {run.config["batch_size"] for run in runs} == {32}
     second = _runner("--study", study, "--profile", "smoke", "--dry-run", store=tmp_path)
     assert "4 training cells (4 already done, 0 to run)" in second.stdout
+
+
+def test_older_flat_keys_map_into_their_sections_with_their_values():
+    from experiments.store import upgrade_config
+
+    upgraded = upgrade_config({"variant": "learned", "teacher_upsampling": "transposed", "learner_channels": [16, 32],
+                               "teacher_hidden_size": 256, "noise_size": 32})
+    assert upgraded["generator"]["upsampling"] == "transposed" and upgraded["generator"]["hidden_size"] == 256
+    assert upgraded["generator"]["noise_size"] == 32 and upgraded["learner"]["channels"] == [16, 32]
+    assert (upgraded["teacher"], upgraded["curriculum"], upgraded["lr_schedule"]) == ("gtn", "full", "constant")
+    assert "teacher_hidden_size" not in upgraded

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gtn_core.recompute import GeneratedImages
+from gtn_core.recompute import GeneratedImages, tensor_images  # noqa: F401 (tensor_images: part of the interface)
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,8 @@ class Teacher(nn.Module):
     hparams: nn.Module
 
     def curriculum(self, generator: torch.Generator) -> Curriculum:
-        """This inner loop's curriculum; random draws (orders, batches, labels) come from `generator`."""
+        """This inner loop's curriculum; every random draw (inputs, batches, pairs, labels) comes from `generator`."""
         raise NotImplementedError
-
-    def random_state(self) -> dict:
-        """The state of the teacher's own random streams (none by default), for checkpoints."""
-        return {}
-
-    def set_random_state(self, state: dict) -> None:
-        """Restore what `random_state` returned."""
 
     def learned_groups(self, cfg) -> list[dict]:
         """Adam groups of the teacher's own learned tensors (none by default)."""
@@ -77,11 +70,3 @@ def index_on(generator: torch.Generator, high: int, shape: tuple[int, ...], devi
     """Uniform integer draws in [0, high) from a CPU generator, moved to `device`."""
     return torch.randint(0, high, shape, generator=generator).to(device)
 
-
-def tensor_images(images: torch.Tensor) -> GeneratedImages:
-    """Step t's images taken from a ready (K, B, C, H, W) tensor."""
-    return GeneratedImages(_step_of, (images,))
-
-
-def _step_of(step: int, images: torch.Tensor) -> torch.Tensor:
-    return images[step]

@@ -69,15 +69,14 @@ class TeacherInputs(nn.Module):
     """The (K, B, Z) noise fed to the teacher: a parameter (learned), a saved buffer (random_fixed) or fresh draws."""
 
     def __init__(self, variant: str, inner_steps: int, batch_size: int, noise_size: int, distribution: str,
-                 generator: torch.Generator) -> None:
+                 init_generator: torch.Generator) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"teacher input variant {variant!r}: expected one of {', '.join(VARIANTS)}")
         self.variant = variant
         self.distribution = distribution
         self.shape = (inner_steps, batch_size, noise_size)
-        self.generator = generator
-        initial = sample_noise(self.shape, distribution, generator)
+        initial = sample_noise(self.shape, distribution, init_generator)
         if variant == "learned":
             self.noise = nn.Parameter(initial)
         elif variant == "random_fixed":
@@ -87,8 +86,8 @@ class TeacherInputs(nn.Module):
         # Tracks the module's device for fresh draws, which come from a CPU generator for reproducibility.
         self.register_buffer("device_anchor", torch.empty(0), persistent=False)
 
-    def forward(self) -> torch.Tensor:
-        """Return this outer step's inputs (K, B, Z); the `random` variant draws new ones on every call."""
+    def forward(self, generator: torch.Generator) -> torch.Tensor:
+        """This inner loop's inputs (K, B, Z); the `random` variant draws new ones from `generator` on every call."""
         if self.variant == "random":
-            return sample_noise(self.shape, self.distribution, self.generator).to(self.device_anchor.device)
+            return sample_noise(self.shape, self.distribution, generator).to(self.device_anchor.device)
         return self.noise

@@ -38,7 +38,7 @@ class GTN(Teacher):
     def curriculum(self, generator: torch.Generator) -> Curriculum:
         """Step t's images are generated when the unroll asks for them (BatchNorm statistics per step batch)."""
         # The inputs are drawn once per call: the `random` variant's fresh draw holds for the whole inner loop.
-        noise, labels = self.inputs(), self.labels
+        noise, labels = self.inputs(generator), self.labels
         steps, batch = labels.shape
         if self.curriculum_kind == "shuffled_batch":
             choice = index_on(generator, steps, (steps,), self.device)  # one learned batch per step
@@ -62,11 +62,3 @@ class GTN(Teacher):
         """The generator's weights and, for the `learned` variant, its inputs."""
         return [{"params": list(self.generator.parameters()), "lr": cfg.teacher_lr, "name": "teacher"},
                 {"params": list(self.inputs.parameters()), "lr": cfg.inputs_lr, "name": "inputs"}]
-
-    def random_state(self) -> dict:
-        """The state of the teacher's own noise stream (the `random` variant's fresh inputs)."""
-        return {"noise_generator_state": self.inputs.generator.get_state()}
-
-    def set_random_state(self, state: dict) -> None:
-        """Restore what `random_state` returned."""
-        self.inputs.generator.set_state(state["noise_generator_state"])
