@@ -128,3 +128,15 @@ def test_every_teacher_records_teacher_and_curriculum(file_store):
         assert (config["teacher"], config["curriculum"]) == (updates.get("teacher", "gtn"),
                                                              updates.get("curriculum", "full"))
         assert (file_store / str(run._id) / "curriculum.png").exists()
+
+
+def test_tuned_sgd_docstring_command_runs_and_records_the_grid(tmp_path):
+    result = _command("experiments/tuned_sgd.py", "with", "smoke", "progress=False", runs_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = json.loads((tmp_path / "1" / "run.json").read_text())
+    info = json.loads((tmp_path / "1" / "info.json").read_text())
+    assert run["status"] == "COMPLETED" and 0.0 < run["result"] <= 1.0
+    assert [(p["lr"], p["momentum"]) for p in info["grid"]] == [(0.03, 0.0), (0.03, 0.9), (0.3, 0.0), (0.3, 0.9)]
+    assert (info["best_lr"], info["best_momentum"]) in [(p["lr"], p["momentum"]) for p in info["grid"]]
+    shown = _command("experiments/tuned_sgd.py", "print_config", runs_dir=tmp_path)
+    assert "constant learning rates tried" in shown.stdout and "lrs = [0.01, 0.03, 0.1, 0.3, 1.0]" in shown.stdout
