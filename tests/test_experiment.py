@@ -43,7 +43,7 @@ def test_smoke_run_records_config_metrics_and_both_artifacts(file_store):
         assert metrics[name]["steps"] == [3, 6], name
     assert 0.0 <= metrics["test_accuracy"]["values"][-1] <= 1.0
     assert run.result == metrics["test_accuracy"]["values"][-1]
-    assert set(json.loads((record / "run.json").read_text())["artifacts"]) == {"teacher.pt", "curriculum.png"}
+    assert set(json.loads((record / "run.json").read_text())["artifacts"]) == {"teacher.pt", "curriculum.png", "training.pt"}
     assert (record / "curriculum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     gtn, cfg = load_checkpoint(record / "teacher.pt")
     assert cfg.variant == "random_fixed" and gtn.inputs.noise.shape == (5, 16, 64)
