@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from gtn_core.config import GTNConfig, config_from_dict, config_to_dict
+from gtn_core.config import GTNConfig, config_from_dict, config_to_dict, flat_config
 from gtn_core.teachers import Teacher, build_teacher
 
 FORMAT_VERSION = 2
@@ -84,16 +84,9 @@ def training_state_step(path: str | Path) -> int:
     return _read_training_payload(path, mmap=True)["step"]
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return flat
-
-
 def resume_differences(stored: GTNConfig, cfg: GTNConfig) -> list[str]:
     """'key: stored -> now' for every key on which `cfg` may not resume a run of `stored` (only lrs may be lowered)."""
-    have, want = _flat(config_to_dict(stored)), _flat(config_to_dict(cfg))
+    have, want = flat_config(config_to_dict(stored)), flat_config(config_to_dict(cfg))
     problems = []
     for key in sorted(set(have) | set(want)):
         old, new = have.get(key, "(missing)"), want.get(key, "(missing)")
