@@ -17,13 +17,27 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py with paper checkpoint_unroll=True generator.hidden_size=512
     python experiments/mnist_experiment.py print_config with experiment_a
     python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab
+    python experiments/mnist_experiment.py with smoke checkpoint_every=2
+    python experiments/mnist_experiment.py with smoke resume_from=7     # continue run 7 from its training.pt
+    python experiments/mnist_experiment.py with smoke resume_from=7 teacher_lr=0.0003   # after a non-finite loss
 
 Accuracies are measured with the learner's BatchNorm in `bn_mode` ("train": batch statistics over chunks of
 `eval_batch_size` test images, as GoodAI measured; "eval": running statistics gathered during the unroll).
+
+Training checkpoints: `training.pt` (gtn_core.checkpoint.save_training_state: the whole MetaTrainer state and the
+config) is written every `checkpoint_every` outer steps (None: at every evaluation and the last step), replacing
+the previous one. SIGTERM or SIGINT (Ctrl-C) stops the run after the current outer step with a checkpoint: Sacred
+records INTERRUPTED and the process exits non-zero (a second signal stops at once). A non-finite meta-loss fails
+the run, naming the step and the last good checkpoint. `resume_from=<run id>` (a run of this file store) continues
+from that run's training.pt as a new run, which logs only the steps after the checkpoint and records
+`resumed_from` (run and step) in its info; its config must equal the checkpoint's except teacher_lr, inputs_lr and
+hyper_lr, which may be lowered.
 """
 from __future__ import annotations
 
+import signal
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,17 +47,19 @@ import torch
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
+from sacred.observers import FileStorageObserver
+from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
-from experiments.observers import attach_observers, mongo_option
+from experiments.observers import attach_observers, default_runs_dir, mongo_option
 from experiments.dataclass_config import DataclassConfig, core_config
 from experiments.shapes import add_shape_configs
-from gtn_core.checkpoint import save_checkpoint
+from experiments.store import find_run
+from gtn_core.checkpoint import load_training_state, save_checkpoint, save_training_state
 from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.meta import StepRecord, meta_train, to_real_data
+from gtn_core.meta import MetaTrainer, StepRecord, to_real_data
 from gtn_core.seeds import EVALUATION, seeded_generator
 from gtn_core.teachers import Teacher, build_teacher
 from gtn_core.visualize import save_curriculum_png
@@ -61,6 +77,8 @@ def config():
     dataset = "mnist"  # mnist | fashion_mnist
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
     progress = True  # tqdm bar on stderr
+    checkpoint_every = None  # outer steps between training checkpoints (training.pt); None: at every evaluation
+    resume_from = None  # id of a run of this file store: continue from its training.pt as a new run
 
 
 def build_config(values: dict) -> GTNConfig:
@@ -99,25 +117,115 @@ def describe(cfg: GTNConfig) -> str:
     return f"gtn {cfg.variant} {cfg.curriculum}" if cfg.teacher == "gtn" else cfg.teacher
 
 
+class TrainingInterrupted(SacredInterrupt):
+    """SIGTERM or SIGINT stopped training after a checkpoint; Sacred records the run as INTERRUPTED."""
+
+    STATUS = "INTERRUPTED"
+
+
+class StopSignals:
+    """While active, SIGTERM and SIGINT only set `received` (training stops after the step); a second one stops now."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous = {}
+
+    def _handle(self, number, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(number).name}")
+        self.received = signal.Signals(number).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # Python only lets the main thread take signals
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def checkpoint_due(record: StepRecord, cfg: GTNConfig, every: int | None) -> bool:
+    """Whether to write training.pt after `record`: every `every` steps and at the last, or at each evaluation."""
+    if every is None:
+        return record.test_accuracy is not None
+    return record.step % every == 0 or record.step == cfg.outer_steps
+
+
+def save_training(run, trainer: MetaTrainer, cfg: GTNConfig, folder: str) -> None:
+    """Attach the trainer's whole state as the artifact training.pt (replacing the previous one)."""
+    path = save_training_state(trainer.state_dict(), cfg, Path(folder) / "training.pt")
+    run.add_artifact(str(path), "training.pt", content_type="application/octet-stream")
+    run.info["checkpoint_step"] = trainer.step
+
+
+def file_store_of(run) -> Path:
+    """The file store this run is recorded in (its first FileStorageObserver), else $GTN_RUNS_DIR / runs/."""
+    stores = [Path(observer.basedir) for observer in run.observers if isinstance(observer, FileStorageObserver)]
+    return stores[0] if stores else default_runs_dir()
+
+
+def resume(trainer: MetaTrainer, run, run_id, dataset: str) -> None:
+    """Load run `run_id`'s training.pt into `trainer`; ValueError naming the run when it cannot be continued."""
+    store = file_store_of(run)
+    source = find_run(store, run_id)
+    if source.experiment != ex.path or source.config.get("dataset") != dataset:
+        raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of {store} is experiment {source.experiment} "
+                         f"on {source.config.get('dataset')!r}; expected {ex.path} on {dataset!r}")
+    path = source.directory / "training.pt"
+    if not path.is_file():
+        raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of {store} has no training.pt "
+                         "(expected a run that wrote a training checkpoint)")
+    trainer.load_state_dict(load_training_state(path, trainer.cfg))
+    if trainer.step == trainer.cfg.outer_steps:
+        raise ValueError(f"resume_from={run_id!r}: {path} is at the last step {trainer.step}; nothing left to train")
+    run.info["resumed_from"] = {"run": source.run_id, "step": trainer.step}
+
+
+def check_checkpoint_every(value) -> None:
+    """ValueError unless `value` is None or a positive integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"checkpoint_every={value!r}: expected None (at every evaluation) or a positive integer")
+
+
 @ex.main
-def main(_run, _config, dataset, data_root, device, progress):
-    """Meta-train, log every outer step, save the artifacts, return the final test accuracy."""
+def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from):
+    """Meta-train (or resume), log every outer step, checkpoint, save the artifacts, return the final test accuracy."""
     cfg = build_config(_config)
+    check_checkpoint_every(checkpoint_every)
     torch_device = resolve_device(device)
     data = to_real_data(load_dataset(dataset, data_root or default_data_root()), torch_device)
     teacher = build_teacher(cfg, data.train_images, data.train_labels).to(torch_device)
+    trainer = MetaTrainer(teacher, cfg, data)
     _run.info.update(device=str(torch_device), bn_mode=cfg.bn_mode, teacher=cfg.teacher, curriculum=cfg.curriculum,
                      teacher_parameters=sum(p.numel() for p in teacher.parameters()))
+    last_good = "none (no training.pt written yet)"
+    if resume_from is not None:
+        resume(trainer, _run, resume_from, dataset)
+        last_good = f"run {resume_from}'s training.pt (step {trainer.step})"
     last = None
-    with tqdm(total=cfg.outer_steps, desc=f"{describe(cfg)} K={cfg.inner_steps} B={cfg.batch_size}",
-              unit="step", disable=not progress) as bar:
-        for record in meta_train(teacher, cfg, data):
-            log_record(_run, record)
-            bar.update(1)
-            if record.test_accuracy is not None:
-                last = record
-                bar.set_postfix(meta_loss=f"{record.meta_loss:.3f}",
-                                **{f"test_acc[bn={cfg.bn_mode}]": f"{record.test_accuracy:.4f}"})
+    with tempfile.TemporaryDirectory() as folder, StopSignals() as signals, \
+            tqdm(total=cfg.outer_steps, initial=trainer.step, desc=f"{describe(cfg)} K={cfg.inner_steps} "
+                 f"B={cfg.batch_size}", unit="step", disable=not progress) as bar:
+        try:
+            for record in trainer.records():
+                log_record(_run, record)
+                bar.update(1)
+                if record.test_accuracy is not None:
+                    last = record
+                    bar.set_postfix(meta_loss=f"{record.meta_loss:.3f}",
+                                    **{f"test_acc[bn={cfg.bn_mode}]": f"{record.test_accuracy:.4f}"})
+                if checkpoint_due(record, cfg, checkpoint_every) or signals.received:
+                    save_training(_run, trainer, cfg, folder)
+                    last_good = f"run {_run._id}'s training.pt (step {trainer.step})"
+                if signals.received and trainer.step < cfg.outer_steps:
+                    raise TrainingInterrupted(f"{signals.received} after outer step {trainer.step}: checkpoint "
+                                              f"written; continue with resume_from={_run._id}")
+        except FloatingPointError as error:
+            raise FloatingPointError(f"outer step {trainer.step + 1}: {error}; last good checkpoint: {last_good} "
+                                     "(resume from it with lower teacher_lr/inputs_lr/hyper_lr)") from error
     _run.info.update(final_inner_lrs=list(last.inner_lrs), final_inner_momenta=list(last.inner_momenta))
     save_artifacts(_run, teacher, cfg)
     return last.test_accuracy

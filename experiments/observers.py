@@ -7,15 +7,22 @@ names a user (`mongodb://gtn@127.0.0.1:27017/gtn_lab`) takes the password from $
 `sacred/.env`. A MongoDB that cannot be reached at start is reported and skipped: the run still goes to the
 file store, so nothing is lost. In MongoDB a run takes the database's next id; the file store's id of the same
 run is in its `meta.file_store_id`.
+
+Artifacts written more than once in a run (the training checkpoint `training.pt`) replace their file-store copy
+atomically, so a run killed while saving keeps its previous checkpoint; MongoDB gets such an artifact once, when
+the run ends (completed, interrupted or failed), since it can be tens of MB.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pymongo
+from dotenv import dotenv_values
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 from sacred import Experiment
@@ -40,15 +47,23 @@ def default_runs_dir() -> Path:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """`KEY=VALUE` lines of a dotenv file (blank lines, comments and surrounding quotes ignored); {} if absent."""
+    """`KEY=VALUE` pairs of a dotenv file, read by python-dotenv (keys without a value left out); {} if absent."""
     if not path.is_file():
         return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and not key.startswith("#"):
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def check_writable(runs_dir: str | Path) -> Path:
+    """`runs_dir`, created if needed; ValueError naming it when this process cannot write a file there."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"file store {runs_dir}: not writable ({error.strerror or error}); expected a folder this "
+                         "user can write (set $GTN_RUNS_DIR or --runs-dir)") from None
+    return runs_dir
 
 
 def setting(name: str) -> str | None:
@@ -78,6 +93,27 @@ def mongo_settings(url: str) -> tuple[dict, str]:
     return options, parsed["database"] or setting(MONGO_DB_VARIABLE) or DEFAULT_MONGO_DB
 
 
+REPLACED_ARTIFACTS = ("training.pt",)  # written again and again during a run: replaced, uploaded once at the end
+
+
+class AtomicFileStorageObserver(FileStorageObserver):
+    """A FileStorageObserver whose artifacts replace their previous copy atomically and are listed once."""
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None):
+        """Copy to a temp file in the run folder, os.replace it over `name`, list `name` once in run.json."""
+        handle, temporary = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.")
+        os.close(handle)
+        try:
+            shutil.copyfile(filename, temporary)
+            os.replace(temporary, os.path.join(self.dir, name))
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        if name not in self.run_entry["artifacts"]:
+            self.run_entry["artifacts"].append(name)
+        self.save_json(self.run_entry, "run.json")
+
+
 class NumberingMongoObserver(MongoObserver):
     """A MongoObserver that numbers runs in its own database instead of reusing the file store's run id.
 
@@ -89,6 +125,7 @@ class NumberingMongoObserver(MongoObserver):
     def __init__(self, url: str, **kwargs):
         super().__init__(priority=FILE_STORE_PRIORITY - 10, **kwargs)
         self.url = redact(url)
+        self.held = {}  # name -> (private copy, metadata, content type) of REPLACED_ARTIFACTS not yet uploaded
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         """Insert the run under the database's next id; the file store's id goes into its meta info."""
@@ -96,6 +133,37 @@ class NumberingMongoObserver(MongoObserver):
                                          {**meta_info, "file_store_id": _id}, _id=None)
         log.info("Also logged to MongoDB at %s: database %s, run %s", self.url, self.runs.database.name, mongo_id)
         return mongo_id
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None):
+        """Upload an artifact to GridFS; one of REPLACED_ARTIFACTS only keeps its latest copy until the run ends."""
+        if name not in REPLACED_ARTIFACTS:
+            return super().artifact_event(name, filename, metadata, content_type)
+        if name not in self.held:
+            handle, copy = tempfile.mkstemp(prefix=f"gtn-{name}-")
+            os.close(handle)
+            self.held[name] = (copy, metadata, content_type)
+        shutil.copyfile(filename, self.held[name][0])
+
+    def _upload_held(self) -> None:
+        for name, (copy, metadata, content_type) in self.held.items():
+            super().artifact_event(name, copy, metadata, content_type)
+            os.unlink(copy)
+        self.held = {}
+
+    def completed_event(self, stop_time, result):
+        """Upload the held artifacts, then record COMPLETED."""
+        self._upload_held()
+        super().completed_event(stop_time, result)
+
+    def interrupted_event(self, interrupt_time, status):
+        """Upload the held artifacts (the checkpoint to resume from), then record the interruption."""
+        self._upload_held()
+        super().interrupted_event(interrupt_time, status)
+
+    def failed_event(self, fail_time, fail_trace):
+        """Upload the held artifacts (the last good checkpoint), then record FAILED."""
+        self._upload_held()
+        super().failed_event(fail_time, fail_trace)
 
 
 def mongo_observer(url: str, runs_dir: str | Path) -> MongoObserver | None:
@@ -123,10 +191,10 @@ def use_mongo(observers: list, url: str, runs_dir: str | Path) -> None:
 
 
 def attach_observers(ex: Experiment, runs_dir: str | Path | None = None, mongo_url: str | None = None) -> None:
-    """Record `ex` in the file store (always) and in MongoDB at `mongo_url` or $GTN_MONGO_URL (when given)."""
-    runs_dir = Path(runs_dir or default_runs_dir())
+    """Record `ex` in the file store (checked writable now) and in MongoDB at `mongo_url` or $GTN_MONGO_URL."""
+    runs_dir = check_writable(runs_dir or default_runs_dir())
     if not any(isinstance(observer, FileStorageObserver) for observer in ex.observers):
-        ex.observers.append(FileStorageObserver(str(runs_dir)))
+        ex.observers.append(AtomicFileStorageObserver(str(runs_dir)))
     url = mongo_url or os.environ.get(MONGO_URL_VARIABLE)
     if url and not any(isinstance(observer, MongoObserver) for observer in ex.observers):
         use_mongo(ex.observers, url, runs_dir)

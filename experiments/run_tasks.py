@@ -18,7 +18,9 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
 Resume: a cell whose run is already COMPLETED in the file store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
-runs what is missing; failed or interrupted runs are run again. One failing cell does not stop the others; the exit
+runs what is missing. A cell whose newest run with the same config is INTERRUPTED or FAILED and left a training
+checkpoint (training.pt) continues from it (`resume_from`, shown by --dry-run as "resume from run N (step S)");
+other unfinished runs are run again. One failing cell does not stop the others; the exit
 code is 0 only when every cell completed.
 """
 from __future__ import annotations
@@ -36,8 +38,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments.observers import attach_observers, default_runs_dir
+from experiments.observers import attach_observers, check_writable, default_runs_dir
 from experiments.store import StoredRun, config_differences, read_runs, same_config
+from gtn_core.checkpoint import training_state_step
 from gtn_core.config import VARIANTS
 
 EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
@@ -58,7 +61,9 @@ STUDY_ARMS = {
 }
 STUDIES = ("goodai", *STUDY_ARMS)
 DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"]}
-IGNORED_KEYS = ("progress", "data_root")  # they change how a run looks, not what it computes
+# They change how a run looks or where it starts, not what it computes.
+IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from")
+RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,23 @@ def completed_run(task: Task, runs: Iterable[StoredRun]) -> StoredRun | None:
     matches = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
                and same_config(run.config, wanted, IGNORED_KEYS)]
     return matches[-1] if matches else None
+
+
+def resumable_run(task: Task, runs: Iterable[StoredRun]) -> tuple[StoredRun, int] | None:
+    """(run, checkpoint step) when the task's newest same-config run is INTERRUPTED/FAILED with a usable training.pt."""
+    wanted = expected_config(task)
+    matches = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module]
+               and same_config(run.config, wanted, IGNORED_KEYS)]
+    if not matches or matches[-1].status not in RESUMABLE_STATUSES:
+        return None
+    checkpoint = matches[-1].directory / "training.pt"
+    try:
+        step = training_state_step(checkpoint) if checkpoint.is_file() else None
+    except ValueError:
+        return None  # a truncated checkpoint: the cell is run again
+    if step is None or not 0 < step < wanted.get("outer_steps", 0):
+        return None
+    return matches[-1], step
 
 
 def execute(task: Task, runs_dir: str, mongo_url: str | None, threads: int, progress: bool) -> Outcome:
@@ -294,30 +316,48 @@ def reused(task: Task, run: StoredRun) -> Outcome:
 
 
 def plan(tasks: list[Task], runs: list[StoredRun]) -> tuple[list[tuple[Task, StoredRun]], list[Task]]:
-    """Split tasks into (done, with their stored run) and to do."""
+    """Split tasks into (done, with their stored run) and to do (with `resume_from` where a checkpoint is left)."""
     done, todo = [], []
     for task in tasks:
         run = completed_run(task, runs)
-        if run is None:
+        if run is not None:
+            done.append((task, run))
+            continue
+        resumable = resumable_run(task, runs)
+        if resumable is None:
             todo.append(task)
         else:
-            done.append((task, run))
+            todo.append(Task(task.label, task.module, task.named_configs,
+                             {**task.updates, "resume_from": resumable[0].run_id}))
     return done, todo
+
+
+def dry_run_line(task: Task, done: dict[str, StoredRun], todo: dict[str, Task], runs: list[StoredRun]) -> str:
+    """One --dry-run line: done (run N), resume from run N (step S), or to run (and why a stored run differs)."""
+    if task.label in done:
+        return f"done (run {done[task.label].run_id})"
+    source = todo[task.label].updates.get("resume_from")
+    if source is not None:
+        run = next(run for run in runs if run.run_id == source)
+        return f"resume from run {source} (step {training_state_step(run.directory / 'training.pt')})"
+    return "to run" + why_not(task, runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, then the ablations; print a summary; exit 1 when any run failed."""
     args = build_parser().parse_args(argv)
     store = runs_dir_of(args)
+    if not args.dry_run:
+        check_writable(store)  # before any cell starts
     runs = read_runs(store)
     grid = training_tasks(args)
     done, todo = plan(grid, runs)
     print(f"study {args.study}: {len(grid)} training cells ({len(done)} already done, {len(todo)} to run), profile {args.profile}, "
           f"dataset {args.dataset}, store {store}" + (f", mongo {args.mongo}" if args.mongo else ""))
     if args.dry_run:
+        done_runs, todo_tasks = {t.label: run for t, run in done}, {t.label: t for t in todo}
         for task in grid:
-            run = next((run for t, run in done if t == task), None)
-            print(f"  {task.label:<26} " + (f"done (run {run.run_id})" if run else "to run" + why_not(task, runs)))
+            print(f"  {task.label:<26} " + dry_run_line(task, done_runs, todo_tasks, runs))
         return 0
     outcomes = [reused(task, run) for task, run in done] + run_phase(todo, args, "training")
     if args.study == "goodai" and not args.no_ablation:

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gtn_core.config import SECTIONS, config_from_dict, config_to_dict
+from gtn_core.config import SECTIONS, config_from_dict, config_to_dict, flat_config
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,9 @@ def upgrade_config(stored: dict) -> dict:
     return {**IMPLICIT_IN_OLDER_RUNS, **config}
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    """{'generator': {'hidden_size': 8}} -> {'generator.hidden_size': 8}."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """'key: stored -> wanted' for every (dotted) key of `wanted` outside `ignore` on which a stored run differs."""
-    have, want = flatten(upgrade_config(stored)), flatten(wanted)
+    have, want = flat_config(upgrade_config(stored)), flat_config(wanted)
     return [f"{key}: {have.get(key, '(missing)')!r} -> {value!r}" for key, value in want.items()
             if key.split(".")[0] not in ignore and have.get(key, "(missing)") != value]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from gtn_core.config import GTNConfig, config_from_dict, config_to_dict
+from gtn_core.config import GTNConfig, config_from_dict, config_to_dict, flat_config
 from gtn_core.teachers import Teacher, build_teacher
 
 FORMAT_VERSION = 2
@@ -50,3 +50,65 @@ def _upgrade_v1(payload: dict) -> dict:
     state = {("generator." + key[len("teacher."):] if key.startswith("teacher.") else key): value
              for key, value in payload["state_dict"].items()}
     return {**payload, "config": config, "state_dict": state}
+
+
+# --- training state: resume an interrupted meta-training run -------------------------------------------------------
+
+TRAINING_FORMAT_VERSION = 1
+# Adam learning rates a resumed run may lower (the way out of a diverged run); every other key must be equal.
+LOWERABLE_ON_RESUME = ("teacher_lr", "inputs_lr", "hyper_lr")
+
+
+def save_training_state(state: dict, cfg: GTNConfig, path: str | Path) -> Path:
+    """Write a MetaTrainer.state_dict() and its config to `path` (see load_training_state)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format_version": TRAINING_FORMAT_VERSION, "kind": "training_state", "step": state["step"],
+                "config": config_to_dict(cfg), "state": state}, path)
+    return path
+
+
+def _read_training_payload(path: str | Path, mmap: bool = False) -> dict:
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=False, mmap=mmap)
+    except Exception as error:  # torch raises many types for truncated or corrupt files; name the file either way
+        raise ValueError(f"{path}: not a readable training state ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict) or payload.get("kind") != "training_state" \
+            or payload.get("format_version") != TRAINING_FORMAT_VERSION:
+        raise ValueError(f"{path}: expected a gtn-lab training state with format_version={TRAINING_FORMAT_VERSION}")
+    return payload
+
+
+def training_state_step(path: str | Path) -> int:
+    """The outer step a training state was saved at (memory-mapped: cheap even for a large file)."""
+    return _read_training_payload(path, mmap=True)["step"]
+
+
+def resume_differences(stored: GTNConfig, cfg: GTNConfig) -> list[str]:
+    """'key: stored -> now' for every key on which `cfg` may not resume a run of `stored` (only lrs may be lowered)."""
+    have, want = flat_config(config_to_dict(stored)), flat_config(config_to_dict(cfg))
+    problems = []
+    for key in sorted(set(have) | set(want)):
+        old, new = have.get(key, "(missing)"), want.get(key, "(missing)")
+        if old == new or (key in LOWERABLE_ON_RESUME and new < old):
+            continue
+        allowed = " (may only be lowered)" if key in LOWERABLE_ON_RESUME else ""
+        problems.append(f"{key}: {old!r} -> {new!r}{allowed}")
+    return problems
+
+
+def load_training_state(path: str | Path, cfg: GTNConfig) -> dict:
+    """The MetaTrainer state saved at `path`, checked against `cfg`: ValueError naming the file and what differs.
+
+    `cfg` must equal the saved config except `LOWERABLE_ON_RESUME`, which may be lower (MetaTrainer.load_state_dict
+    then rescales Adam's learning rates to `cfg`'s).
+    """
+    payload = _read_training_payload(path)
+    try:
+        stored = config_from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: its config does not build ({error})") from error
+    differences = resume_differences(stored, cfg)
+    if differences:
+        raise ValueError(f"{path}: saved with another config, cannot resume: {'; '.join(differences)}")
+    return payload["state"]

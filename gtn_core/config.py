@@ -185,6 +185,17 @@ def section_of(f: dataclasses.Field):
     return factory if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory) else None
 
 
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A nested config dict with dotted keys: {'generator': {'hidden_size': 8}} -> {'generator.hidden_size': 8}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def config_to_dict(cfg) -> dict:
     """The nested plain dict of a config (tuples as lists), as a run records it."""
     def plain(value):

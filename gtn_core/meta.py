@@ -131,20 +131,32 @@ class MetaTrainer:
 
     def state_dict(self) -> dict:
         """Everything the next outer step depends on, as tensors and plain values."""
-        return {"step": self.step, "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "train_generator": self.train_generator.get_state(),
+        return {"step": self.step, "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "train_generator": self.train_generator.get_state(),
                 "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from `state_dict()` of a trainer with the same config."""
+        """Continue from `state_dict()` of a trainer with the same config (or lower Adam lrs: they are rescaled)."""
         if not 0 <= state["step"] <= self.cfg.outer_steps:
             raise ValueError(f"training state at step {state['step']}: expected a step in 0..{self.cfg.outer_steps}")
+        base_lrs = list(self.schedule.base_lrs)  # this config's Adam lrs, before the state's replace them
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self._rescale_lrs(base_lrs)
         self.train_generator.set_state(state["train_generator"])
         self.eval_generator.set_state(state["eval_generator"])
         self.step = state["step"]
+
+    def _rescale_lrs(self, base_lrs: list[float]) -> None:
+        # Both schedules are multiplicative in the base lr, so scaling every group's lr keeps the schedule's shape.
+        for index, (group, base) in enumerate(zip(self.optimizer.param_groups, base_lrs)):
+            saved = self.schedule.base_lrs[index]
+            if saved != base:
+                group["lr"] *= base / saved
+                group["initial_lr"] = base
+                self.schedule.base_lrs[index] = base
+        self.schedule._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 def meta_train(teacher: Teacher, cfg: GTNConfig, data: RealData) -> Iterator[StepRecord]:

@@ -43,7 +43,7 @@ def test_smoke_run_records_config_metrics_and_both_artifacts(file_store):
         assert metrics[name]["steps"] == [3, 6], name
     assert 0.0 <= metrics["test_accuracy"]["values"][-1] <= 1.0
     assert run.result == metrics["test_accuracy"]["values"][-1]
-    assert set(json.loads((record / "run.json").read_text())["artifacts"]) == {"teacher.pt", "curriculum.png"}
+    assert set(json.loads((record / "run.json").read_text())["artifacts"]) == {"teacher.pt", "curriculum.png", "training.pt"}
     assert (record / "curriculum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     gtn, cfg = load_checkpoint(record / "teacher.pt")
     assert cfg.variant == "random_fixed" and gtn.inputs.noise.shape == (5, 16, 64)
@@ -107,7 +107,7 @@ def test_sacred_config_is_derived_from_the_dataclasses_and_print_config_explains
     config = dict(mnist_experiment.ex._create_run().config)
     core = config_to_dict(GTNConfig())
     assert {key: config[key] for key in core} == core
-    assert set(config) - set(core) == {"dataset", "data_root", "progress"}
+    assert set(config) - set(core) == {"dataset", "data_root", "progress", "checkpoint_every", "resume_from"}
     result = _command("experiments/mnist_experiment.py", "print_config", "with", "smoke", "generator.hidden_size=96",
                       runs_dir=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -162,3 +162,32 @@ def test_older_flat_keys_map_into_their_sections_with_their_values():
     assert upgraded["generator"]["noise_size"] == 32 and upgraded["learner"]["channels"] == [16, 32]
     assert (upgraded["teacher"], upgraded["curriculum"], upgraded["lr_schedule"]) == ("gtn", "full", "constant")
     assert "teacher_hidden_size" not in upgraded
+
+
+def test_an_interrupted_cell_is_resumed_from_its_checkpoint_not_rerun(tmp_path, monkeypatch, clean_observers, capsys):
+    import signal
+
+    from experiments.observers import attach_observers
+
+    args = [*GRID[:-1], "learned", "--workers", "1", "--no-ablation", "--runs-dir", str(tmp_path)]
+    (task,) = run_tasks.training_tasks(run_tasks.build_parser().parse_args(args))
+    log_record = mnist_experiment.log_record
+
+    def log_then_stop(run, record):
+        log_record(run, record)
+        if record.step == 4:
+            signal.raise_signal(signal.SIGTERM)
+    attach_observers(mnist_experiment.ex, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(mnist_experiment, "log_record", log_then_stop)
+        with pytest.raises(mnist_experiment.TrainingInterrupted):
+            mnist_experiment.ex.run(named_configs=list(task.named_configs),
+                                    config_updates={**task.updates, "progress": False})
+    assert run_tasks.main([*args, "--dry-run"]) == 0
+    assert "c learned s0" in capsys.readouterr().out.split("resume from run 1 (step 4)")[0]
+    assert run_tasks.main(args) == 0
+    (interrupted, resumed) = read_runs(tmp_path)
+    assert (interrupted.status, resumed.status, resumed.config["resume_from"]) == ("INTERRUPTED", "COMPLETED", "1")
+    assert json.loads((resumed.directory / "info.json").read_text())["resumed_from"] == {"run": "1", "step": 4}
+    assert run_tasks.main([*args, "--dry-run"]) == 0
+    assert "done (run 2)" in capsys.readouterr().out

@@ -19,7 +19,6 @@ import pymongo
 import pytest
 import yaml
 from sacred import Experiment
-from sacred.observers import FileStorageObserver
 
 from experiments import board, mnist_experiment, observers
 from experiments.observers import attach_observers, mongo_settings, read_env_file, redact
@@ -79,6 +78,20 @@ def test_env_file_reads_keys_and_skips_comments_and_quotes(env_file):
     assert read_env_file(env_file) == {"GTN_MONGO_DB": "quoted", "GTN_MONGO_PASSWORD": "p=w"}
 
 
+def test_env_file_is_read_by_python_dotenv_with_export_and_inline_comments(env_file):
+    env_file.write_text("export GTN_MONGO_DB=exported  # the database\nGTN_MONGO_PASSWORD='a#b'\nEMPTY\n")
+    assert read_env_file(env_file) == {"GTN_MONGO_DB": "exported", "GTN_MONGO_PASSWORD": "a#b"}
+
+
+def test_an_unwritable_runs_dir_is_named_before_any_run_starts(tmp_path):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    probe = Experiment("tracking_probe")
+    with pytest.raises(ValueError, match=f"file store {blocked / 'runs'}: not writable"):
+        attach_observers(probe, blocked / "runs")
+    assert probe.observers == []
+
+
 def test_database_name_comes_from_the_url_then_the_environment_then_env_file(env_file, monkeypatch):
     assert mongo_settings("mongodb://127.0.0.1:1")[1] == "gtn_lab"
     env_file.write_text("GTN_MONGO_DB=from_file\n")
@@ -118,7 +131,7 @@ def test_unreachable_mongodb_is_reported_and_the_run_still_lands_in_the_file_sto
     attach_observers(probe, tmp_path / "runs", mongo_url=f"mongodb://gtn:s3cret@127.0.0.1:{port}/gtn_lab")
     assert f"MongoDB at mongodb://gtn:***@127.0.0.1:{port}/gtn_lab cannot be used" in caplog.text
     assert "Connection refused" in caplog.text and "file store" in caplog.text and "s3cret" not in caplog.text
-    assert [type(observer) for observer in probe.observers] == [FileStorageObserver]
+    assert [type(observer) for observer in probe.observers] == [observers.AtomicFileStorageObserver]
     run = probe.run()
     assert run.result == 42
     assert json.loads((tmp_path / "runs" / run._id / "run.json").read_text())["status"] == "COMPLETED"
@@ -254,11 +267,12 @@ def test_every_metric_series_is_in_mongodb_with_its_steps_and_values(logged, cli
 
 
 @stack
-def test_both_artifacts_are_in_gridfs_byte_identical_to_the_file_store(logged, client):
+def test_every_artifact_is_in_gridfs_once_byte_identical_to_the_file_store(logged, client):
     record = mongo_run(client.gtn_test, logged.run._id)
     files = gridfs.GridFS(client.gtn_test)
     artifacts = {artifact["name"]: files.get(artifact["file_id"]).read() for artifact in record["artifacts"]}
-    assert set(artifacts) == {"teacher.pt", "curriculum.png"}
+    assert len(record["artifacts"]) == 3  # training.pt, written at steps 3 and 6, is uploaded once at the end
+    assert set(artifacts) == {"teacher.pt", "curriculum.png", "training.pt"}
     for name, content in artifacts.items():
         assert content == (logged.runs_dir / logged.run._id / name).read_bytes(), name
 
