@@ -259,12 +259,56 @@ def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] 
         .reset_index(drop=True)
 
 
-def load_metrics(store: Store, run_ids=None, names=None) -> pd.DataFrame:
-    """Tidy metrics: one row per (run_id, name, step, value); all runs and names unless narrowed."""
-    ids = [str(run_id) for run_id in (run_ids if run_ids is not None else
-                                     [record.run_id for record in store.records()])]
+def resume_chain(records: list[RunRecord], run_id: str) -> list[RunRecord]:
+    """The run `run_id` and the runs it was resumed from (`resume_from`, a file-store id), oldest first."""
+    by_id = {record.run_id: record for record in records}
+    chain = [by_id[str(run_id)]]
+    while chain[0].config.get("resume_from") is not None:
+        source = str(chain[0].config["resume_from"])
+        earlier = [record for record in records if record.file_store_id == source and record.name == chain[0].name
+                   and (record.start_time is None or chain[0].start_time is None
+                        or record.start_time <= chain[0].start_time)]
+        if not earlier or earlier[-1] in chain:
+            break  # the source run is not in this store: the curve starts at the resumed step
+        chain.insert(0, earlier[-1])
+    return chain
+
+
+def stitched_series(store: Store, chain: list[RunRecord]) -> dict[str, tuple[list, list]]:
+    """One run's metrics over its whole resume chain: each earlier run up to the step its successor resumed from.
+
+    A resumed run logs only the steps after its checkpoint, so no step is missing; an earlier run may have logged
+    steps past the checkpoint it was resumed from (killed between checkpoints), and those are dropped, so no step
+    is repeated.
+    """
+    series: dict[str, tuple[list, list]] = {}
+    cutoff = float("inf")  # the first step the next newer run logged: this run counts only the steps before it
+    for record in reversed(chain):
+        own = store.metric_series(record.run_id)
+        for name, (steps, values) in own.items():
+            kept = [(step, value) for step, value in zip(steps, values) if step < cutoff]
+            later_steps, later_values = series.get(name, ([], []))
+            series[name] = ([step for step, _ in kept] + later_steps, [value for _, value in kept] + later_values)
+        cutoff = min([cutoff] + [steps[0] for steps, _ in own.values() if steps])
+    return series
+
+
+def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) -> pd.DataFrame:
+    """Tidy metrics: one row per (run_id, name, step, value); all runs and names unless narrowed.
+
+    With `stitch`, a resumed run's metrics include those of the runs it was resumed from (`resume_chain`), so its
+    curve is whole: one row per step, under the resumed run's id.
+    """
+    records = store.records()
+    ids = [str(run_id) for run_id in (run_ids if run_ids is not None else [record.run_id for record in records])]
+
+    def series(run_id):
+        if stitch and any(r.run_id == run_id for r in records):
+            return stitched_series(store, resume_chain(records, run_id))
+        return store.metric_series(run_id)
+
     rows = [(run_id, name, step, value)
-            for run_id in ids for name, (steps, values) in store.metric_series(run_id).items()
+            for run_id in ids for name, (steps, values) in series(run_id).items()
             if names is None or name in names for step, value in zip(steps, values)]
     metrics = pd.DataFrame(rows, columns=["run_id", "name", "step", "value"])
     return metrics.astype({"step": "int64", "value": "float64"})

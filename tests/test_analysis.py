@@ -244,3 +244,25 @@ def test_report_select_takes_a_json_object_of_config_values():
         ["--select", '{"outer_steps": 1000}']))["GTN_SELECT"] == '{"outer_steps": 1000}'
     with pytest.raises(SystemExit):
         make_report.build_parser().parse_args(["--select", "outer_steps=1000"])
+
+
+def test_a_chain_of_resumed_runs_reads_as_one_curve_without_missing_or_repeated_steps(tmp_path):
+    def write(run_id, status, steps, config):
+        folder = tmp_path / str(run_id)
+        folder.mkdir()
+        start = datetime(2026, 1, 1, 0, run_id).isoformat()
+        (folder / "run.json").write_text(json.dumps({"experiment": {"name": results.TRAINING}, "status": status,
+                                                     "start_time": start}))
+        (folder / "config.json").write_text(json.dumps({"batch_size": 16, "inner_steps": 10, **config}))
+        (folder / "metrics.json").write_text(json.dumps(
+            {"meta_loss": {"steps": steps, "values": [float(run_id * 100 + s) for s in steps]}}))
+
+    write(1, "INTERRUPTED", [1, 2, 3, 4, 5], {})  # killed after step 5; its last checkpoint was at step 4
+    write(2, "INTERRUPTED", [5, 6, 7], {"resume_from": 1})  # resumed from step 4, interrupted after 7 (checkpoint)
+    write(3, "COMPLETED", [8, 9, 10], {"resume_from": 2})
+    store = results.FileStore(tmp_path)
+    assert [r.run_id for r in results.resume_chain(store.records(), "3")] == ["1", "2", "3"]
+    curve = results.load_metrics(store, ["3"])
+    assert list(curve.step) == list(range(1, 11))
+    assert list(curve.value) == [101, 102, 103, 104, 205, 206, 207, 308, 309, 310]
+    assert len(results.load_metrics(store, ["3"], stitch=False)) == 3
