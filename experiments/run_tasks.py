@@ -26,9 +26,12 @@ code is 0 only when every cell completed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from sacred.utils import SacredInterrupt
 from tqdm import tqdm
 
 from experiments.observers import attach_observers, check_writable, default_runs_dir
@@ -204,7 +208,36 @@ def execute(task: Task, runs_dir: str, mongo_url: str | None, threads: int, prog
         run = ex.run(named_configs=list(task.named_configs), config_updates={**task.updates, "progress": progress})
         return Outcome(task, run.status, str(run._id), run.result, time.perf_counter() - started)
     except Exception as error:  # one failing cell must not stop the study; Sacred recorded the run as FAILED
-        return Outcome(task, "FAILED", None, None, time.perf_counter() - started, f"{type(error).__name__}: {error}")
+        status = error.STATUS if isinstance(error, SacredInterrupt) else "FAILED"  # a stop signal: INTERRUPTED
+        return Outcome(task, status, None, None, time.perf_counter() - started, f"{type(error).__name__}: {error}")
+
+
+class StudyStop:
+    """While active, SIGTERM or SIGINT stop the study: no further cell starts, and SIGTERM is passed on to the
+    worker processes (SIGINT from a terminal reaches them by itself), whose runs checkpoint and end INTERRUPTED."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.workers: list[int] = []
+        self.previous: dict = {}
+
+    def _handle(self, number, frame) -> None:
+        self.received = number
+        if number == signal.SIGTERM:
+            for pid in self.workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def __enter__(self) -> "StudyStop":
+        if threading.current_thread() is threading.main_thread():  # only the main thread may take signals
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def run_all(tasks: list[Task], args: argparse.Namespace) -> Iterator[Outcome]:
@@ -215,13 +248,23 @@ def run_all(tasks: list[Task], args: argparse.Namespace) -> Iterator[Outcome]:
     if args.ray:
         yield from _run_on_ray(tasks, args, common)
     elif args.workers == 1:
-        for task in tasks:
-            yield execute(task, *common, threads, progress=sys.stderr.isatty())
+        with StudyStop() as stop:
+            for task in tasks:
+                outcome = execute(task, *common, threads, progress=sys.stderr.isatty())
+                yield outcome
+                # In this process the run's own handler takes the signal; either way no further cell starts.
+                if stop.received is not None or outcome.status == "INTERRUPTED":
+                    break
     else:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
             futures = [pool.submit(execute, task, *common, threads, False) for task in tasks]
+            stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
             for future in as_completed(futures):
-                yield future.result()
+                if stop.received is not None:
+                    for pending in futures:
+                        pending.cancel()  # cells not started yet stay to do: the next invocation runs them
+                if not future.cancelled():
+                    yield future.result()
 
 
 def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:
@@ -359,13 +402,18 @@ def main(argv: list[str] | None = None) -> int:
         for task in grid:
             print(f"  {task.label:<26} " + dry_run_line(task, done_runs, todo_tasks, runs))
         return 0
-    outcomes = [reused(task, run) for task, run in done] + run_phase(todo, args, "training")
-    if args.study == "goodai" and not args.no_ablation:
+    trained = run_phase(todo, args, "training")
+    outcomes = [reused(task, run) for task, run in done] + trained
+    stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes)
+    if args.study == "goodai" and not args.no_ablation and not stopped:
         outcomes += ablation_phase(outcomes, args, store)
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")
     print_summary(outcomes)
-    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) else 1
+    if stopped or len(trained) < len(todo):
+        print(f"stopped by a signal: {len(todo) - len(trained)} cell(s) not started; run the same command again to "
+              "resume the interrupted cells from their checkpoints and run the rest")
+    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and len(trained) == len(todo) else 1
 
 
 def ablation_phase(training: list[Outcome], args: argparse.Namespace, store: Path) -> list[Outcome]:

@@ -191,3 +191,28 @@ def test_an_interrupted_cell_is_resumed_from_its_checkpoint_not_rerun(tmp_path, 
     assert json.loads((resumed.directory / "info.json").read_text())["resumed_from"] == {"run": "1", "step": 4}
     assert run_tasks.main([*args, "--dry-run"]) == 0
     assert "done (run 2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_the_study_interrupts_its_workers_which_resume_on_the_next_invocation(tmp_path, workers):
+    import signal
+    import time
+
+    grid = [*GRID, "--outer-steps", "400", "--no-ablation", "--workers", str(workers)]
+    expected = 2 if workers == 2 else 1  # one process: the running cell stops, the other never starts
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+    study = subprocess.Popen([sys.executable, "experiments/run_tasks.py", *grid], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(list(tmp_path.glob("*/training.pt"))) < expected and time.monotonic() < deadline \
+            and study.poll() is None:
+        time.sleep(0.5)
+    assert len(list(tmp_path.glob("*/training.pt"))) == expected, "every running cell should have checkpointed"
+    sent = time.monotonic()
+    study.send_signal(signal.SIGTERM)
+    out, err = study.communicate(timeout=60)
+    assert time.monotonic() - sent < 30 and study.returncode == 1, out + err
+    assert out.count("INTERRUPTED") == expected and "stopped by a signal" in out
+    assert [run.status for run in read_runs(tmp_path)] == ["INTERRUPTED"] * expected
+    dry = _runner(*grid, "--dry-run", store=tmp_path)
+    assert dry.stdout.count("resume from run") == expected, dry.stdout
