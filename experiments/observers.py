@@ -145,10 +145,18 @@ class NumberingMongoObserver(MongoObserver):
         shutil.copyfile(filename, self.held[name][0])
 
     def _upload_held(self) -> None:
-        for name, (copy, metadata, content_type) in self.held.items():
-            super().artifact_event(name, copy, metadata, content_type)
-            os.unlink(copy)
-        self.held = {}
+        # A MongoDB gone away must not stop the final record (Sacred then pickles it into the file store); the
+        # file store holds the artifact, and `experiments/reimport.py` copies it over later.
+        try:
+            for name, (copy, metadata, content_type) in self.held.items():
+                super().artifact_event(name, copy, metadata, content_type)
+        except PyMongoError as error:
+            log.warning("MongoDB at %s: could not upload %s (%s); the file store has it (experiments/reimport.py "
+                        "copies it over)", self.url, ", ".join(self.held), type(error).__name__)
+        finally:
+            for copy, _, _ in self.held.values():
+                os.unlink(copy)
+            self.held = {}
 
     def completed_event(self, stop_time, result):
         """Upload the held artifacts, then record COMPLETED."""

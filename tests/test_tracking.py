@@ -360,3 +360,60 @@ def test_chromium_renders_the_runs_page_and_the_run_with_its_metric_plot(omniboa
     for name, url in (("omniboard_runs.png", omniboard.url), ("omniboard_run.png", detail)):
         chromium(url, f"--screenshot={ARTIFACTS / name}", tmp_path / f"profile-{name}")
         assert (ARTIFACTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@stack
+def test_a_run_outlives_mongodb_going_away_and_the_reimport_makes_mongodb_whole(tmp_path):
+    """SecantusDB stopped half-way through a run: the run completes in the file store, Sacred pickles its record
+    there, and experiments/reimport.py then gives MongoDB every metric and artifact of it."""
+    import time
+
+    port, storage = board.free_port(), tmp_path / "db"
+    url, runs = f"mongodb://127.0.0.1:{port}/gtn_outage", tmp_path / "runs"
+    server = board.start_database(port, storage, tmp_path / "db.log")
+    env = {**{k: v for k, v in os.environ.items() if k != "GTN_MONGO_URL"}, "GTN_RUNS_DIR": str(runs),
+           "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen([sys.executable, "experiments/mnist_experiment.py", "with", "smoke", "outer_steps=80",
+                            "eval_every=20", "progress=False", "--mongo", url], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs / "1" / "training.pt").exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)  # the first checkpoint (step 20): the run is half-way in, MongoDB has its start
+        board.stop(server)
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    stored = runs / "1"
+    assert json.loads((stored / "run.json").read_text())["status"] == "COMPLETED"
+    metrics = json.loads((stored / "metrics.json").read_text())
+    assert metrics["meta_loss"]["steps"] == list(range(1, 81))
+    assert {"teacher.pt", "curriculum.png", "training.pt"} <= set(json.loads((stored / "run.json").read_text())
+                                                                 ["artifacts"])
+    assert list(runs.glob("sacred_mongo_fail_*.pickle")), "Sacred pickles the record it could not save"
+
+    server = board.start_database(port, storage, tmp_path / "db2.log")
+    try:
+        database = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000).gtn_outage
+        (before,) = database.runs.find({"meta.file_store_id": "1"})
+        assert before["status"] != "COMPLETED"  # what MongoDB got before it went away
+        result = subprocess.run([sys.executable, "experiments/reimport.py", "--mongo", url, "--runs-dir", str(runs),
+                                 "--all"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert f"run 1 of {runs}: updated as run {before['_id']}" in result.stdout
+        (after,) = database.runs.find({"meta.file_store_id": "1"})
+        assert after["_id"] == before["_id"] and after["status"] == "COMPLETED"
+        assert after["config"] == json.loads((stored / "config.json").read_text())
+        series = {doc["name"]: doc for doc in database.metrics.find({"run_id": after["_id"]})}
+        assert set(series) == set(metrics) and series["meta_loss"]["steps"] == list(range(1, 81))
+        assert series["meta_loss"]["values"] == pytest.approx(metrics["meta_loss"]["values"])
+        files = gridfs.GridFS(database)
+        for artifact in after["artifacts"]:
+            assert files.get(artifact["file_id"]).read() == (stored / artifact["name"]).read_bytes()
+        again = subprocess.run([sys.executable, "experiments/reimport.py", "--mongo", url, "--runs-dir", str(runs),
+                                "--all"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and again.stdout == ""  # nothing left to copy
+    finally:
+        board.stop(server)
