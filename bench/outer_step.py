@@ -49,7 +49,7 @@ def measure(shape: str, backend: str, checkpoint: bool, steps: int) -> dict:
     times = []
     for _ in range(steps + 1):  # the first step warms up allocators and kernels
         started = time.perf_counter()
-        meta_step(gtn, optimizer, cfg, data, generator)
+        meta_step(gtn, optimizer, cfg, data, [generator])
         times.append(time.perf_counter() - started)
     times = times[1:]
     return {"shape": shape, "backend": backend, "checkpoint": checkpoint, "median_s": statistics.median(times),

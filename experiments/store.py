@@ -52,7 +52,7 @@ LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size":
                "learner_channels": ("learner", "channels")}
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
-IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full"}
+IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1}
 
 
 def upgrade_config(stored: dict) -> dict:

@@ -119,6 +119,8 @@ class GTNConfig:
     inner_lr_init: float = knob(0.02, "initial inner SGD learning rate (every step)")
     inner_momentum_init: float = knob(0.5, "initial inner SGD momentum (every step)")
     real_batch_size: int = knob(512, "real images scoring the learner for the meta-loss")
+    meta_batch: int = knob(1, "fresh learners per outer step (own initialisation, curriculum draws and real batch); "
+                              "the teacher follows the mean of their meta-gradients")
     grad_clip: float = knob(100.0, "max global norm of the meta-gradient")
     lr_schedule: str = knob("cosine", "cosine (every Adam lr decays to 0 at outer_steps) | constant")
     unroll_backend: str = knob("func", "func (torch.func) | higher (its differentiable SGD)")
@@ -142,6 +144,7 @@ class GTNConfig:
                           inner_lr_init=self.inner_lr_init, grad_clip=self.grad_clip)
         _require_int("GTNConfig", batch_size=self.batch_size, inner_steps=self.inner_steps,
                      outer_steps=self.outer_steps, eval_every=self.eval_every, real_batch_size=self.real_batch_size,
+                     meta_batch=self.meta_batch,
                      eval_batch_size=self.eval_batch_size, train_eval_size=self.train_eval_size)
         if not isinstance(self.checkpoint_unroll, bool):
             raise ValueError(f"GTNConfig.checkpoint_unroll={self.checkpoint_unroll!r}: expected True or False")

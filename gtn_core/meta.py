@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from gtn_core.config import GTNConfig
 from gtn_core.data import Dataset, normalize
 from gtn_core.evaluate import accuracy, meta_test
-from gtn_core.seeds import EVALUATION, TRAINING, seeded_generator
+from gtn_core.seeds import EVALUATION, learner_stream, seeded_generator
 from gtn_core.teachers import Teacher
 from gtn_core.learner import init_learner
 from gtn_core.unroll import initial_state, learner_logits, unroll
@@ -60,20 +60,34 @@ def meta_loss(teacher: Teacher, cfg: GTNConfig, real_images: torch.Tensor, real_
     return F.cross_entropy(learner_logits(learner, final, real_images, cfg.bn_mode), real_labels)
 
 
+def meta_gradient(teacher: Teacher, cfg: GTNConfig, data: RealData, generators: Sequence[torch.Generator]) -> float:
+    """Set the teacher's .grad to the gradient of the mean meta-loss of one fresh learner per generator.
+
+    Each learner draws its initialisation, its curriculum and its real batch from its own generator; the backward
+    passes run one learner at a time (memory of one unroll) and accumulate. Returns the mean meta-loss.
+    """
+    for param in teacher.parameters():
+        param.grad = None
+    total = 0.0
+    for generator in generators:
+        index = torch.randint(0, data.train_images.shape[0], (cfg.real_batch_size,), generator=generator)
+        index = index.to(data.train_images.device)
+        loss = meta_loss(teacher, cfg, data.train_images[index], data.train_labels[index], generator)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"meta-loss is {loss.item()}; lower teacher_lr/hyper_lr or inner_lr_init "
+                                     f"(now {cfg.teacher_lr}/{cfg.hyper_lr}/{cfg.inner_lr_init})")
+        (loss if len(generators) == 1 else loss / len(generators)).backward()
+        total += loss.item()
+    return total / len(generators)
+
+
 def meta_step(teacher: Teacher, optimizer: torch.optim.Optimizer, cfg: GTNConfig, data: RealData,
-              generator: torch.Generator) -> float:
-    """One outer step: meta-loss on a random real batch, backward through the unroll, clip, Adam."""
-    index = torch.randint(0, data.train_images.shape[0], (cfg.real_batch_size,), generator=generator)
-    index = index.to(data.train_images.device)
-    optimizer.zero_grad(set_to_none=True)
-    loss = meta_loss(teacher, cfg, data.train_images[index], data.train_labels[index], generator)
-    if not math.isfinite(loss.item()):
-        raise FloatingPointError(f"meta-loss is {loss.item()}; lower teacher_lr/hyper_lr or inner_lr_init "
-                                 f"(now {cfg.teacher_lr}/{cfg.hyper_lr}/{cfg.inner_lr_init})")
-    loss.backward()
+              generators: Sequence[torch.Generator]) -> float:
+    """One outer step: the mean meta-gradient of one learner per generator, clipped, then Adam; the mean meta-loss."""
+    loss = meta_gradient(teacher, cfg, data, generators)
     torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.grad_clip)
     optimizer.step()
-    return loss.item()
+    return loss
 
 
 def evaluate(teacher: Teacher, cfg: GTNConfig, data: RealData, train_subset: torch.Tensor,
@@ -104,7 +118,8 @@ class MetaTrainer:
         self.teacher, self.cfg, self.data = teacher, cfg, data
         self.optimizer = torch.optim.Adam(teacher.param_groups(cfg))
         self.schedule = lr_scheduler(self.optimizer, cfg)
-        self.train_generator = seeded_generator(cfg.seed, stream=TRAINING)
+        # One training stream per learner of the meta-batch; learner 0's is the single learner's of meta_batch=1.
+        self.train_generators = [seeded_generator(cfg.seed, stream=learner_stream(m)) for m in range(cfg.meta_batch)]
         self.eval_generator = seeded_generator(cfg.seed, stream=EVALUATION)
         subset_size = min(cfg.train_eval_size, data.train_images.shape[0])
         subset = torch.randperm(data.train_images.shape[0], generator=self.eval_generator)[:subset_size]
@@ -116,7 +131,7 @@ class MetaTrainer:
         cfg = self.cfg
         while self.step < cfg.outer_steps:
             started = time.perf_counter()
-            loss = meta_step(self.teacher, self.optimizer, cfg, self.data, self.train_generator)
+            loss = meta_step(self.teacher, self.optimizer, cfg, self.data, self.train_generators)
             self.schedule.step()
             self.step += 1
             step_seconds = time.perf_counter() - started
@@ -132,7 +147,8 @@ class MetaTrainer:
     def state_dict(self) -> dict:
         """Everything the next outer step depends on, as tensors and plain values."""
         return {"step": self.step, "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "train_generator": self.train_generator.get_state(),
+                "schedule": self.schedule.state_dict(), "train_generator": self.train_generators[0].get_state(),
+                "meta_batch_generators": [generator.get_state() for generator in self.train_generators[1:]],
                 "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,7 +160,9 @@ class MetaTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self._rescale_lrs(base_lrs)
-        self.train_generator.set_state(state["train_generator"])
+        for generator, saved in zip(self.train_generators,
+                                    [state["train_generator"], *state.get("meta_batch_generators", [])]):
+            generator.set_state(saved)
         self.eval_generator.set_state(state["eval_generator"])
         self.step = state["step"]
 

@@ -7,6 +7,11 @@ import torch
 NOISE, TRAINING, EVALUATION, ABLATION = 0, 1, 2, 3
 
 
+def learner_stream(member: int) -> int:
+    """The training stream of learner `member` of a meta-batch: learner 0 keeps the single learner's stream."""
+    return TRAINING if member == 0 else TRAINING + 10 * member  # clear of the other streams (0-3)
+
+
 def seeded_generator(seed: int, stream: int) -> torch.Generator:
     """An independent CPU generator per random stream (noise, training, evaluation, ...) of a run."""
     return torch.Generator().manual_seed(seed * 1_000_003 + stream)

@@ -197,3 +197,49 @@ def test_a_trainer_resumed_from_its_state_continues_bit_identically(variant):
         assert torch.equal(resumed.teacher.state_dict()[name], value), name
     with pytest.raises(ValueError, match="step 9: expected a step in 0..6"):
         MetaTrainer(GTN(cfg), cfg, data).load_state_dict({**state, "step": 9})
+
+
+def test_a_meta_batch_follows_the_mean_meta_gradient_of_its_learners(float64):
+    from gtn_core.meta import meta_gradient
+    from gtn_core.seeds import learner_stream, seeded_generator
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(64, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (64,), generator=generator)
+    data = RealData(images, labels, images[:32], labels[:32])
+    cfg = tiny_config(meta_batch=2)
+    gtn = GTN(cfg)
+
+    def streams(*members):
+        return [seeded_generator(cfg.seed, stream=learner_stream(m)) for m in members]
+
+    singles = []
+    for member in (0, 1):
+        loss = meta_gradient(gtn, cfg, data, streams(member))
+        singles.append((loss, {name: p.grad.clone() for name, p in gtn.named_parameters()}))
+    mean_loss = meta_gradient(gtn, cfg, data, streams(0, 1))
+    assert mean_loss == pytest.approx((singles[0][0] + singles[1][0]) / 2, rel=1e-12)
+    assert singles[0][0] != singles[1][0]  # two learners, two initialisations and real batches
+    for name, param in gtn.named_parameters():
+        torch.testing.assert_close(param.grad, (singles[0][1][name] + singles[1][1][name]) / 2, rtol=1e-10,
+                                   atol=1e-14)
+
+
+def test_meta_batch_one_is_the_single_learner_run_and_meta_batch_resumes_too():
+    from gtn_core.meta import MetaTrainer
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(64, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (64,), generator=generator)
+    data = RealData(images, labels, images[:32], labels[:32])
+    cfg = tiny_config(outer_steps=4, eval_every=2)
+    assert [r.meta_loss for r in meta_train(GTN(cfg), cfg, data)] == \
+        [r.meta_loss for r in meta_train(GTN(cfg), tiny_config(outer_steps=4, eval_every=2, meta_batch=1), data)]
+    batched = tiny_config(outer_steps=4, eval_every=2, meta_batch=3)
+    whole = [r.meta_loss for r in MetaTrainer(GTN(batched), batched, data).records()]
+    first = MetaTrainer(GTN(batched), batched, data)
+    records = first.records()
+    before = [next(records).meta_loss for _ in range(2)]
+    resumed = MetaTrainer(GTN(batched), batched, data)
+    resumed.load_state_dict(first.state_dict())
+    assert before + [r.meta_loss for r in resumed.records()] == whole
+    with pytest.raises(ValueError, match="meta_batch=0"):
+        tiny_config(meta_batch=0)
