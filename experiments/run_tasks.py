@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -256,15 +257,20 @@ def run_all(tasks: list[Task], args: argparse.Namespace) -> Iterator[Outcome]:
                 if stop.received is not None or outcome.status == "INTERRUPTED":
                     break
     else:
+        # At most one cell per worker is submitted at a time: the executor queues submitted cells where cancel()
+        # no longer reaches them, so after a stop signal they would still start.
+        queue = iter(tasks)
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
-            futures = [pool.submit(execute, task, *common, threads, False) for task in tasks]
+            running = {pool.submit(execute, task, *common, threads, False) for task in islice(queue, args.workers)}
             stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
-            for future in as_completed(futures):
-                if stop.received is not None:
-                    for pending in futures:
-                        pending.cancel()  # cells not started yet stay to do: the next invocation runs them
-                if not future.cancelled():
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
                     yield future.result()
+                    task = next(queue, None) if stop.received is None else None
+                    if task is not None:  # cells not started after a stop stay to do for the next invocation
+                        running.add(pool.submit(execute, task, *common, threads, False))
+                        stop.workers = list(pool._processes)
 
 
 def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:

@@ -135,7 +135,7 @@ def test_ablation_rows_link_each_learner_to_its_teacher(study):
 def test_artifacts_are_listed_with_paths_and_read_as_bytes(study):
     cells = results.select_runs(results.load_runs(study.files))
     artifacts = results.load_artifacts(study.files, cells.run_id)
-    assert len(artifacts) == 10 and set(artifacts.name) == {"teacher.pt", "curriculum.png"}
+    assert len(artifacts) == 15 and set(artifacts.name) == {"teacher.pt", "curriculum.png", "training.pt"}
     assert all(Path(path).is_file() for path in artifacts.path)
     assert study.files.artifact(cells.run_id[0], "curriculum.png")[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(KeyError, match="has no artifact 'missing.png'"):
@@ -156,7 +156,7 @@ def test_mongodb_gives_the_same_runs_and_resolves_file_store_ids(study):
     cells = results.select_runs(mongo)
     run = cells.iloc[0]
     assert study.mongo.artifact(run.run_id, "teacher.pt") == (study.runs_dir / run.file_store_id / "teacher.pt").read_bytes()
-    assert set(results.load_artifacts(study.mongo, cells.run_id).name) == {"teacher.pt", "curriculum.png"}
+    assert set(results.load_artifacts(study.mongo, cells.run_id).name) == {"teacher.pt", "curriculum.png", "training.pt"}
 
 
 def test_an_empty_or_missing_file_store_is_an_error_naming_it(tmp_path):

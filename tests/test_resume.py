@@ -152,7 +152,7 @@ def test_sigterm_checkpoints_records_interrupted_exits_non_zero_and_resumes(tmp_
     process.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode != 0 and time.monotonic() - sent < 10, stderr
+    assert process.returncode != 0 and time.monotonic() - sent < 30, stderr  # seconds: one step, one checkpoint
     assert json.loads((tmp_path / "1" / "run.json").read_text())["status"] == "INTERRUPTED"
     step = training_state_step(checkpoint)
     assert 1 <= step < 30
