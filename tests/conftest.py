@@ -44,3 +44,15 @@ def mongo_base(tmp_path_factory):
     server = board.start_database(port, root / "db", root / "secantusdb.log")
     yield f"mongodb://127.0.0.1:{port}"
     board.stop(server)
+
+
+@pytest.fixture
+def file_store(tmp_path):
+    """The training experiment recorded in an atomic file store in tmp_path (as attach_observers does), one test."""
+    from experiments import mnist_experiment
+    from experiments.observers import AtomicFileStorageObserver
+
+    observer = AtomicFileStorageObserver(str(tmp_path / "runs"))
+    mnist_experiment.ex.observers.append(observer)
+    yield tmp_path / "runs"
+    mnist_experiment.ex.observers.remove(observer)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from sacred.observers import FileStorageObserver
 
 from experiments import mnist_experiment
 from gtn_core.checkpoint import load_checkpoint
@@ -14,15 +13,6 @@ from gtn_core.config import GTNConfig
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("mnist_ready")
-
-
-@pytest.fixture
-def file_store(tmp_path):
-    """Attach a file store in tmp_path to the experiment for one test."""
-    observer = FileStorageObserver(str(tmp_path / "runs"))
-    mnist_experiment.ex.observers.append(observer)
-    yield tmp_path / "runs"
-    mnist_experiment.ex.observers.remove(observer)
 
 
 def _command(*args, runs_dir):

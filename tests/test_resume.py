@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from experiments import mnist_experiment
-from experiments.observers import AtomicFileStorageObserver
 from gtn_core import meta
 from gtn_core.checkpoint import load_training_state, save_training_state, training_state_step
 from gtn_core.config import GTNConfig
@@ -19,15 +18,6 @@ from gtn_core.config import GTNConfig
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("mnist_ready")
 TIMINGS = ("step_seconds", "eval_seconds")  # wall-clock series: never equal between two runs
-
-
-@pytest.fixture
-def file_store(tmp_path):
-    """Attach an atomic file store in tmp_path to the experiment for one test."""
-    observer = AtomicFileStorageObserver(str(tmp_path / "runs"))
-    mnist_experiment.ex.observers.append(observer)
-    yield tmp_path / "runs"
-    mnist_experiment.ex.observers.remove(observer)
 
 
 def _run(**updates):
