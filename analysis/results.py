@@ -10,24 +10,18 @@
     ablation = results.load_ablation(store)            # one row per ablation learner
     png = store.artifact(cells.run_id.iloc[0], "curriculum.png")
 
-Run ids are the store's own: in MongoDB a run's id differs from its file-store id (`file_store_id` column), and
-the shuffle ablation's `source_run_id` names the file-store id of its teacher; `load_ablation` resolves both.
+The stores are read by `tracking.stores` (the same reader resume and the ablation use). Run ids are the store's
+own: in MongoDB a run's id differs from its file-store id (`file_store_id` column); the shuffle ablation's
+`source_run_id` (and a resumed run's `resume_from`) is an id of the store named beside it, and `load_ablation`
+(and `load_metrics`' stitching) resolve both kinds.
 Experiments are named from their shape: A = (batch 32, 20 inner steps), B = (32, 10), C = (16, 10).
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-
 import pandas as pd
-import pymongo
-from pymongo.errors import PyMongoError
 
-from experiments.observers import MONGO_URL_VARIABLE, default_runs_dir, mongo_settings, redact
-from experiments.store import upgrade_config
+from tracking.stored_config import upgrade_config
+from tracking.stores import FileStore, MongoStore, RunRecord, Store, StoreError, names_run, open_store  # noqa: F401
 
 TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_sgd"
 # (batch_size, inner_steps) -> experiment; "paper" is Such et al.'s MNIST shape (Fig. 1c)
@@ -49,145 +43,6 @@ REFERENCE = pd.DataFrame(
      ("B", "learned", 0.960, 0.68), ("B", "random_fixed", 0.961, 0.67), ("B", "random", 0.90, 0.90),
      ("C", "learned", 0.952, 0.58), ("C", "random_fixed", 0.952, 0.63), ("C", "random", 0.855, 0.85)],
     columns=["experiment", "variant", "reference_accuracy", "reference_shuffled_median"])
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be read, or holds no runs; the message names the store."""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What every store keeps of one Sacred run."""
-
-    run_id: str
-    file_store_id: str
-    name: str
-    status: str
-    config: dict
-    start_time: datetime | None
-    stop_time: datetime | None
-    result: object
-
-
-def _time(value) -> datetime | None:
-    """A Sacred timestamp (ISO text in the file store, datetime in MongoDB) as a naive datetime."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
-
-
-class FileStore:
-    """A Sacred file store: one folder per run, `runs/<id>/`."""
-
-    def __init__(self, runs_dir: str | Path):
-        self.runs_dir = Path(runs_dir)
-        self.label = f"file store {self.runs_dir}"
-
-    def records(self) -> list[RunRecord]:
-        """Every readable run, oldest id first; StoreError when the folder is missing."""
-        if not self.runs_dir.is_dir():
-            raise StoreError(f"{self.label} does not exist: run the study first (python experiments/run_tasks.py)")
-        records = []
-        for folder in sorted((p for p in self.runs_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-            try:
-                run = json.loads((folder / "run.json").read_text())
-                config = json.loads((folder / "config.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # a run killed before Sacred wrote its files
-            records.append(RunRecord(folder.name, folder.name, run["experiment"]["name"], run["status"], config,
-                                     _time(run.get("start_time")), _time(run.get("stop_time")), run.get("result")))
-        return records
-
-    def metric_series(self, run_id: str) -> dict[str, tuple[list, list]]:
-        """{metric name: (steps, values)} of one run."""
-        path = self.runs_dir / str(run_id) / "metrics.json"
-        if not path.is_file():
-            return {}
-        return {name: (series["steps"], series["values"]) for name, series in json.loads(path.read_text()).items()}
-
-    def artifact_path(self, run_id: str, name: str) -> Path | None:
-        """Where an artifact lies on disk, or None when the run has none of that name."""
-        path = self.runs_dir / str(run_id) / name
-        return path if path.is_file() else None
-
-    def artifact(self, run_id: str, name: str) -> bytes:
-        """The bytes of one artifact; KeyError naming the run and the store when it is missing."""
-        path = self.artifact_path(run_id, name)
-        if path is None:
-            raise KeyError(f"run {run_id} of the {self.label} has no artifact {name!r}")
-        return path.read_bytes()
-
-    def artifact_names(self, run_id: str) -> list[str]:
-        """Names of the artifacts Sacred recorded for one run."""
-        run = json.loads((self.runs_dir / str(run_id) / "run.json").read_text())
-        return list(run.get("artifacts", []))
-
-
-class MongoStore:
-    """Sacred's MongoDB layout: `runs`, `metrics` and GridFS (`fs`) for artifacts."""
-
-    def __init__(self, url: str):
-        options, db_name = mongo_settings(url)
-        self.label = f"MongoDB {redact(url)} (database {db_name})"
-        self.client = pymongo.MongoClient(url, **options)
-        self.db = self.client[db_name]
-        try:
-            self.client.admin.command("ping")
-        except PyMongoError as error:
-            self.client.close()
-            raise StoreError(f"{self.label} cannot be reached: {type(error).__name__}: "
-                             f"{str(error).split(' (configured timeouts')[0]}") from None
-
-    def records(self) -> list[RunRecord]:
-        """Every run, oldest id first."""
-        fields = {"experiment.name": 1, "status": 1, "config": 1, "start_time": 1, "stop_time": 1, "result": 1,
-                  "meta.file_store_id": 1}
-        return [RunRecord(str(doc["_id"]), str(doc.get("meta", {}).get("file_store_id", doc["_id"])),
-                          doc["experiment"]["name"], doc["status"], doc.get("config", {}), doc.get("start_time"),
-                          doc.get("stop_time"), doc.get("result"))
-                for doc in self.db.runs.find({}, fields).sort("_id", 1)]
-
-    def _mongo_id(self, run_id: str):
-        return int(run_id) if str(run_id).isdigit() else run_id
-
-    def metric_series(self, run_id: str) -> dict[str, tuple[list, list]]:
-        """{metric name: (steps, values)} of one run."""
-        return {doc["name"]: (doc["steps"], doc["values"])
-                for doc in self.db.metrics.find({"run_id": self._mongo_id(run_id)})}
-
-    def _artifact_ids(self, run_id: str) -> dict:
-        doc = self.db.runs.find_one({"_id": self._mongo_id(run_id)}, {"artifacts": 1}) or {}
-        return {artifact["name"]: artifact["file_id"] for artifact in doc.get("artifacts", [])}
-
-    def artifact_path(self, run_id: str, name: str) -> None:
-        """MongoDB keeps artifacts in GridFS, never on disk: always None (use `artifact`)."""
-        return None
-
-    def artifact(self, run_id: str, name: str) -> bytes:
-        """The bytes of one artifact from GridFS; KeyError naming the run and the store when it is missing."""
-        import gridfs
-
-        file_id = self._artifact_ids(run_id).get(name)
-        if file_id is None:
-            raise KeyError(f"run {run_id} of the {self.label} has no artifact {name!r}")
-        return gridfs.GridFS(self.db).get(file_id).read()
-
-    def artifact_names(self, run_id: str) -> list[str]:
-        """Names of the artifacts Sacred recorded for one run."""
-        return list(self._artifact_ids(run_id))
-
-
-Store = FileStore | MongoStore
-
-
-def open_store(runs_dir: str | Path | None = None, mongo_url: str | None = None) -> Store:
-    """MongoDB at `mongo_url`, else the file store `runs_dir`; with neither, $GTN_MONGO_URL, else $GTN_RUNS_DIR/runs."""
-    if mongo_url:
-        return MongoStore(mongo_url)
-    if runs_dir:
-        return FileStore(runs_dir)
-    url = os.environ.get(MONGO_URL_VARIABLE)
-    return MongoStore(url) if url else FileStore(default_runs_dir())
 
 
 def experiment_of(batch_size, inner_steps) -> str | None:
@@ -259,15 +114,20 @@ def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] 
         .reset_index(drop=True)
 
 
-def resume_chain(records: list[RunRecord], run_id: str) -> list[RunRecord]:
-    """The run `run_id` and the runs it was resumed from (`resume_from`, a file-store id), oldest first."""
+def _resumed_source(records: list[RunRecord], run: RunRecord, in_mongo: bool) -> list[RunRecord]:
+    """Candidates for the run `run` was resumed from (`resume_from`, an id of `resume_store`), oldest first."""
+    source, where = run.config["resume_from"], run.config.get("resume_store")
+    return [record for record in records if names_run(record, source, where, in_mongo) and record.name == run.name
+            and (record.start_time is None or run.start_time is None or record.start_time <= run.start_time)]
+
+
+def resume_chain(records: list[RunRecord], run_id: str, in_mongo: bool = False) -> list[RunRecord]:
+    """The run `run_id` and the runs it was resumed from (`resume_from`), oldest first; `in_mongo`: the records
+    are a MongoDB's."""
     by_id = {record.run_id: record for record in records}
     chain = [by_id[str(run_id)]]
     while chain[0].config.get("resume_from") is not None:
-        source = str(chain[0].config["resume_from"])
-        earlier = [record for record in records if record.file_store_id == source and record.name == chain[0].name
-                   and (record.start_time is None or chain[0].start_time is None
-                        or record.start_time <= chain[0].start_time)]
+        earlier = _resumed_source(records, chain[0], in_mongo)
         if not earlier or earlier[-1] in chain:
             break  # the source run is not in this store: the curve starts at the resumed step
         chain.insert(0, earlier[-1])
@@ -304,7 +164,7 @@ def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) ->
 
     def series(run_id):
         if stitch and any(r.run_id == run_id for r in records):
-            return stitched_series(store, resume_chain(records, run_id))
+            return stitched_series(store, resume_chain(records, run_id, isinstance(store, MongoStore)))
         return store.metric_series(run_id)
 
     rows = [(run_id, name, step, value)
@@ -314,11 +174,14 @@ def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) ->
     return metrics.astype({"step": "int64", "value": "float64"})
 
 
-def _source_of(ablation: pd.Series, training: pd.DataFrame) -> str | None:
-    """The store id of the teacher an ablation run used: its `source_run_id` is a file-store id, and in MongoDB
-    several file stores may share a database, so the newest such teacher that started before the ablation wins."""
-    source = str(ablation.config.get("source_run_id"))
-    candidates = training[training.file_store_id == source]
+def _source_of(ablation, training: pd.DataFrame, in_mongo: bool) -> str | None:
+    """The store id of the teacher an ablation run used: its `source_run_id` is an id of its `source_store`
+    (`names_run`), and in MongoDB several file stores may share a database, so the newest such teacher that started
+    before the ablation wins."""
+    config = upgrade_config(ablation.config)  # `runs_dir` in older ablation runs
+    named = [names_run(row, config.get("source_run_id"), config.get("source_store"), in_mongo)
+             for row in training.itertuples()]
+    candidates = training[pd.Series(named, index=training.index, dtype=bool)]
     if pd.notna(ablation.start_time):
         candidates = candidates[candidates.start_time <= ablation.start_time]
     return candidates.run_id.iloc[-1] if len(candidates) else None
@@ -333,7 +196,7 @@ def load_ablation(store: Store, runs: pd.DataFrame | None = None) -> pd.DataFram
     columns = ["run_id", "source_run_id", "order", "repeat", "accuracy", *CELL_KEYS]
     rows = []
     for ablation in ablations.itertuples():
-        source_id = _source_of(ablation, training)
+        source_id = _source_of(ablation, training, isinstance(store, MongoStore))
         teacher = training[training.run_id == source_id].iloc[0] if source_id is not None else None
         cell = [teacher[key] if teacher is not None else None for key in CELL_KEYS]
         for name, (steps, values) in store.metric_series(ablation.run_id).items():

@@ -27,7 +27,7 @@ from curves import first_reaching, load_runs
 from record import command_line, entry, merge_results
 
 from experiments.mnist_experiment import build_config
-from experiments.store import upgrade_config
+from tracking.stored_config import upgrade_config
 from gtn_core.config import GTNConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,6 +20,7 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py with smoke checkpoint_every=2
     python experiments/mnist_experiment.py with smoke resume_from=7     # continue run 7 from its training.pt
     python experiments/mnist_experiment.py with smoke resume_from=7 teacher_lr=0.0003   # after a non-finite loss
+    python experiments/mnist_experiment.py with smoke resume_from=12 resume_store=mongodb://127.0.0.1:27018/gtn_lab
 
 Accuracies are measured with the learner's BatchNorm in `bn_mode` ("train": batch statistics over chunks of
 `eval_batch_size` test images, as GoodAI measured; "eval": running statistics gathered during the unroll).
@@ -28,13 +29,15 @@ Training checkpoints: `training.pt` (gtn_core.checkpoint.save_training_state: th
 config) is written every `checkpoint_every` outer steps (None: at every evaluation and the last step), replacing
 the previous one. SIGTERM or SIGINT (Ctrl-C) stops the run after the current outer step with a checkpoint: Sacred
 records INTERRUPTED and the process exits non-zero (a second signal stops at once). A non-finite meta-loss fails
-the run, naming the step and the last good checkpoint. `resume_from=<run id>` (a run of this file store) continues
+the run, naming the step and the last good checkpoint. `resume_from=<run id>` (a run of this file store, or of
+`resume_store`: another file store's folder or a MongoDB URL, whose GridFS holds the checkpoint) continues
 from that run's training.pt as a new run, which logs only the steps after the checkpoint and records
 `resumed_from` (run and step) in its info; its config must equal the checkpoint's except teacher_lr, inputs_lr and
 hyper_lr, which may be lowered.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
 import threading
@@ -51,10 +54,9 @@ from sacred.observers import FileStorageObserver
 from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
-from experiments.observers import attach_observers, default_runs_dir, mongo_option
+from experiments.observers import attach_observers, mongo_option
 from experiments.dataclass_config import DataclassConfig, core_config
 from experiments.shapes import add_shape_configs
-from experiments.store import find_run
 from gtn_core.checkpoint import load_training_state, save_checkpoint, save_training_state
 from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
@@ -63,6 +65,8 @@ from gtn_core.meta import MetaTrainer, StepRecord, to_real_data
 from gtn_core.seeds import EVALUATION, seeded_generator
 from gtn_core.teachers import Teacher, build_teacher
 from gtn_core.visualize import save_curriculum_png
+from tracking.settings import default_runs_dir
+from tracking.stores import RunRecord, Store, find_run, open_location
 
 ex = Experiment("gtn_mnist", additional_cli_options=[mongo_option])
 ex.captured_out_filter = apply_backspaces_and_linefeeds  # keep progress-bar redraws out of the log
@@ -78,7 +82,8 @@ def config():
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
     progress = True  # tqdm bar on stderr
     checkpoint_every = None  # outer steps between training checkpoints (training.pt); None: at every evaluation
-    resume_from = None  # id of a run of this file store: continue from its training.pt as a new run
+    resume_from = None  # id of a run of resume_store: continue from its training.pt as a new run
+    resume_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: this run's file store
 
 
 def build_config(values: dict) -> GTNConfig:
@@ -167,20 +172,38 @@ def file_store_of(run) -> Path:
     return stores[0] if stores else default_runs_dir()
 
 
-def resume(trainer: MetaTrainer, run, run_id, dataset: str) -> None:
-    """Load run `run_id`'s training.pt into `trainer`; ValueError naming the run when it cannot be continued."""
-    store = file_store_of(run)
-    source = find_run(store, run_id)
-    if source.experiment != ex.path or source.config.get("dataset") != dataset:
-        raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of {store} is experiment {source.experiment} "
-                         f"on {source.config.get('dataset')!r}; expected {ex.path} on {dataset!r}")
-    path = source.directory / "training.pt"
-    if not path.is_file():
-        raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of {store} has no training.pt "
-                         "(expected a run that wrote a training checkpoint)")
-    trainer.load_state_dict(load_training_state(path, trainer.cfg))
+def load_checkpoint_of(trainer: MetaTrainer, store: Store, source: RunRecord) -> None:
+    """Load `source`'s training.pt (from GridFS in MongoDB) into `trainer`; ValueError naming the run when the file
+    is missing, unreadable or of another config."""
+    try:
+        with store.local_artifact(source.run_id, "training.pt") as path:
+            try:
+                trainer.load_state_dict(load_training_state(path, trainer.cfg))
+            except ValueError as error:
+                if store.artifact_path(source.run_id, "training.pt") is None:  # a download: name the run, not the copy
+                    raise ValueError(str(error).replace(str(path), f"training.pt of run {source.run_id} of the "
+                                                                   f"{store.label}")) from error
+                raise
+    except KeyError:
+        raise ValueError(f"run {source.run_id} of the {store.label} has no training.pt (expected a run that wrote "
+                         "a training checkpoint)") from None
+
+
+def resume(trainer: MetaTrainer, run, run_id, resume_store, dataset: str) -> None:
+    """Load run `run_id`'s training.pt (a run of `resume_store`, else of this run's file store) into `trainer`;
+    ValueError naming the run when it cannot be continued."""
+    with contextlib.closing(open_location(resume_store or file_store_of(run))) as store:
+        source = find_run(store, run_id)
+        if source.name != ex.path or source.config.get("dataset") != dataset:
+            raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of the {store.label} is experiment "
+                             f"{source.name} on {source.config.get('dataset')!r}; expected {ex.path} on {dataset!r}")
+        try:
+            load_checkpoint_of(trainer, store, source)
+        except ValueError as error:
+            raise ValueError(f"resume_from={run_id!r}: {error}") from error
     if trainer.step == trainer.cfg.outer_steps:
-        raise ValueError(f"resume_from={run_id!r}: {path} is at the last step {trainer.step}; nothing left to train")
+        raise ValueError(f"resume_from={run_id!r}: its training.pt is at the last step {trainer.step}; nothing "
+                         "left to train")
     run.info["resumed_from"] = {"run": source.run_id, "step": trainer.step}
 
 
@@ -191,7 +214,7 @@ def check_checkpoint_every(value) -> None:
 
 
 @ex.main
-def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from):
+def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from, resume_store):
     """Meta-train (or resume), log every outer step, checkpoint, save the artifacts, return the final test accuracy."""
     cfg = build_config(_config)
     check_checkpoint_every(checkpoint_every)
@@ -203,7 +226,7 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
                      teacher_parameters=sum(p.numel() for p in teacher.parameters()))
     last_good = "none (no training.pt written yet)"
     if resume_from is not None:
-        resume(trainer, _run, resume_from, dataset)
+        resume(trainer, _run, resume_from, resume_store, dataset)
         last_good = f"run {resume_from}'s training.pt (step {trainer.step})"
     last = None
     with tempfile.TemporaryDirectory() as folder, StopSignals() as signals, \

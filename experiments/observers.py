@@ -1,11 +1,9 @@
 """Where Sacred runs are recorded: one helper used by every experiment script.
 
 Every run goes to the file store `runs/` (or $GTN_RUNS_DIR). It also goes to MongoDB, for Omniboard, when a URL
-is given: `--mongo URL` on an experiment's command line, `attach_observers(ex, mongo_url=URL)`, or $GTN_MONGO_URL.
-The database is the URL's path, else $GTN_MONGO_DB, else `gtn_lab`. A URL never needs a password in it: one that
-names a user (`mongodb://gtn@127.0.0.1:27017/gtn_lab`) takes the password from $GTN_MONGO_PASSWORD or
-`sacred/.env`. A MongoDB that cannot be reached at start is reported and skipped: the run still goes to the
-file store, so nothing is lost. In MongoDB a run takes the database's next id; the file store's id of the same
+is given: `--mongo URL` on an experiment's command line, `attach_observers(ex, mongo_url=URL)`, or $GTN_MONGO_URL
+(settings: `tracking.settings`; reading runs back: `tracking.stores`). A MongoDB that cannot be reached at start
+is reported and skipped: the run still goes to the file store, so nothing is lost. In MongoDB a run takes the database's next id; the file store's id of the same
 run is in its `meta.file_store_id`.
 
 Artifacts written more than once in a run (the training checkpoint `training.pt`) replace their file-store copy
@@ -16,41 +14,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pymongo
-from dotenv import dotenv_values
-from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 from sacred import Experiment
 from sacred.commandline_options import cli_option
 from sacred.observers import FileStorageObserver, MongoObserver
 from sacred.observers.file_storage import DEFAULT_FILE_STORAGE_PRIORITY as FILE_STORE_PRIORITY
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ENV_FILE = REPO_ROOT / "sacred" / ".env"
-MONGO_URL_VARIABLE = "GTN_MONGO_URL"
-MONGO_DB_VARIABLE = "GTN_MONGO_DB"
-MONGO_PASSWORD_VARIABLE = "GTN_MONGO_PASSWORD"
-DEFAULT_MONGO_DB = "gtn_lab"
-CONNECT_TIMEOUT_MS = 2000  # a missing server costs a run this much, once, at start
+from tracking.settings import MONGO_URL_VARIABLE, default_runs_dir, mongo_settings, redact
 
 log = logging.getLogger(__name__)
-
-
-def default_runs_dir() -> Path:
-    """The file store: $GTN_RUNS_DIR if set, else <repo>/runs."""
-    return Path(os.environ.get("GTN_RUNS_DIR", REPO_ROOT / "runs"))
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """`KEY=VALUE` pairs of a dotenv file, read by python-dotenv (keys without a value left out); {} if absent."""
-    if not path.is_file():
-        return {}
-    return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
 def check_writable(runs_dir: str | Path) -> Path:
@@ -64,33 +41,6 @@ def check_writable(runs_dir: str | Path) -> Path:
         raise ValueError(f"file store {runs_dir}: not writable ({error.strerror or error}); expected a folder this "
                          "user can write (set $GTN_RUNS_DIR or --runs-dir)") from None
     return runs_dir
-
-
-def setting(name: str) -> str | None:
-    """A tracking setting: the environment first, then `sacred/.env`; None when neither has a non-empty value."""
-    return os.environ.get(name) or read_env_file(ENV_FILE).get(name) or None
-
-
-def redact(url: str) -> str:
-    """`url` with any password replaced by ***, fit for messages and logs."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
-def mongo_settings(url: str) -> tuple[dict, str]:
-    """MongoClient options for `url` (a password from the environment if it names a user) and the database."""
-    try:
-        parsed = uri_parser.parse_uri(url)
-    except PyMongoError as error:
-        raise ValueError(f"MongoDB URL {redact(url)!r}: {error}; "
-                         "expected e.g. mongodb://127.0.0.1:27017/gtn_lab") from None
-    options = {"serverSelectionTimeoutMS": CONNECT_TIMEOUT_MS}
-    if parsed["username"] and not parsed["password"]:
-        password = setting(MONGO_PASSWORD_VARIABLE)
-        if password is None:
-            raise ValueError(f"MongoDB URL {redact(url)!r} names user {parsed['username']!r} but "
-                             f"{MONGO_PASSWORD_VARIABLE} is set neither in the environment nor in {ENV_FILE}")
-        options.update(password=password, authSource=parsed["options"].get("authSource", "admin"))
-    return options, parsed["database"] or setting(MONGO_DB_VARIABLE) or DEFAULT_MONGO_DB
 
 
 REPLACED_ARTIFACTS = ("training.pt",)  # written again and again during a run: replaced, uploaded once at the end

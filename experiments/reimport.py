@@ -15,7 +15,6 @@ holds with another status.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,8 @@ from pathlib import Path
 import gridfs
 import pymongo
 
-from experiments.observers import default_runs_dir, mongo_settings, redact
+from tracking.settings import default_runs_dir, mongo_settings, redact
+from tracking.stores import FileStore
 
 RECORD_KEYS = ("experiment", "command", "host", "start_time", "stop_time", "heartbeat", "status", "result",
                "resources", "fail_trace", "meta")
@@ -32,27 +32,18 @@ TIMES = ("start_time", "stop_time", "heartbeat")
 
 def file_store_run(runs_dir: Path, run_id: str) -> dict:
     """A file-store run as MongoObserver would have written it: record, metrics and artifact paths."""
-    folder = runs_dir / str(run_id)
-    try:
-        run = json.loads((folder / "run.json").read_text())
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"run {run_id!r}: not a readable run of the file store {runs_dir} ({error})") from None
-
-    def optional(name, read):
-        path = folder / name
-        return read(path) if path.is_file() else None
-
+    store = FileStore(runs_dir)
+    document = store.document(run_id)
+    run = document["run"]
     record = {key: run.get(key) for key in RECORD_KEYS if key in run}
     for key in TIMES:
         if record.get(key):
             record[key] = datetime.fromisoformat(record[key])
     record["meta"] = {**record.get("meta", {}), "file_store_id": str(run_id)}
-    record.update(config=config, info=optional("info.json", lambda p: json.loads(p.read_text())) or {},
-                  captured_out=optional("cout.txt", lambda p: p.read_text()) or "", format="MongoObserver-0.7.0")
-    metrics = optional("metrics.json", lambda p: json.loads(p.read_text())) or {}
-    artifacts = {name: folder / name for name in run.get("artifacts", [])}
-    return {"record": record, "metrics": metrics, "artifacts": artifacts}
+    record.update(config=document["config"], info=document["info"], captured_out=document["captured_out"],
+                  format="MongoObserver-0.7.0")
+    artifacts = {name: store.runs_dir / str(run_id) / name for name in run.get("artifacts", [])}
+    return {"record": record, "metrics": document["metrics"], "artifacts": artifacts}
 
 
 def existing_run(database, stored: dict) -> dict | None:
@@ -97,9 +88,8 @@ def reimport(database, stored: dict) -> tuple[int, str]:
 
 def runs_to_reimport(database, runs_dir: Path) -> list[str]:
     """Every run of the file store that MongoDB lacks or holds with another status."""
-    ids = sorted((p.name for p in runs_dir.iterdir() if p.name.isdigit() and (p / "run.json").is_file()), key=int)
     chosen = []
-    for run_id in ids:
+    for run_id in (record.run_id for record in FileStore(runs_dir).records()):
         stored = file_store_run(runs_dir, run_id)
         current = existing_run(database, stored)
         if current is None or current.get("status") != stored["record"].get("status"):

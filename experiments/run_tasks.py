@@ -16,11 +16,13 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
 - baselines: the GTN (full, learned), real data with learned lr/momentum, distillation (mnist_experiment.py) and
   plain SGD with a tuned constant lr and momentum (tuned_sgd.py).
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
-Resume: a cell whose run is already COMPLETED in the file store with the same config is skipped (the GTN cell of
+Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
 runs what is missing. A cell whose newest run with the same config is INTERRUPTED or FAILED and left a training
 checkpoint (training.pt) continues from it (`resume_from`, shown by --dry-run as "resume from run N (step S)");
-other unfinished runs are run again. One failing cell does not stop the others; the exit
+other unfinished runs are run again. With --mongo URL the plan is read from that MongoDB (tracking.stores) rather
+than the file store, so a study spread over machines, or one whose file store is gone, resumes from MongoDB alone:
+checkpoints and teachers come from GridFS. One failing cell does not stop the others; the exit
 code is 0 only when every cell completed.
 """
 from __future__ import annotations
@@ -43,10 +45,12 @@ from pathlib import Path
 from sacred.utils import SacredInterrupt
 from tqdm import tqdm
 
-from experiments.observers import attach_observers, check_writable, default_runs_dir
-from experiments.store import StoredRun, config_differences, read_runs, same_config
+from experiments.observers import attach_observers, check_writable
 from gtn_core.checkpoint import training_state_step
 from gtn_core.config import VARIANTS
+from tracking.settings import default_runs_dir, redact
+from tracking.stored_config import config_differences, same_config
+from tracking.stores import FileStore, MongoStore, RunRecord, Store, StoreError
 
 EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
 PROFILES = ("full", "smoke")
@@ -67,7 +71,7 @@ STUDY_ARMS = {
 STUDIES = ("goodai", *STUDY_ARMS)
 DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"]}
 # They change how a run looks or where it starts, not what it computes.
-IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from")
+IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
 RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")
 
 
@@ -153,16 +157,27 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
     return tasks
 
 
-def ablation_task(training: Task, run_id: str, args: argparse.Namespace) -> Task:
-    """The shuffle-ablation run for the finished training run `run_id`."""
+def ablation_task(training: Task, run_id: str, store: Store, args: argparse.Namespace) -> Task:
+    """The shuffle-ablation run for the finished training run `run_id` of `store`."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
-    updates = {"source_run_id": run_id, "runs_dir": str(runs_dir_of(args))}
+    updates = {"source_run_id": run_id, "source_store": store.location}
     return Task(f"{training.label} shuffle", ABLATION, smoke, updates)
 
 
 def runs_dir_of(args: argparse.Namespace) -> Path:
     """The file store of this study."""
     return args.runs_dir or default_runs_dir()
+
+
+def planning_store(args: argparse.Namespace) -> Store:
+    """Where the study looks for finished and resumable cells: the MongoDB of --mongo (shared by every machine of
+    a study), else the file store; a MongoDB that cannot be reached is reported and the file store used instead."""
+    if args.mongo:
+        try:
+            return MongoStore(args.mongo)
+        except StoreError as error:
+            print(f"warning: {error}; planning from the file store {runs_dir_of(args)} instead", file=sys.stderr)
+    return FileStore(runs_dir_of(args))
 
 
 def expected_config(task: Task) -> dict:
@@ -172,26 +187,31 @@ def expected_config(task: Task) -> dict:
     return dict(ex._create_run(config_updates=dict(task.updates), named_configs=list(task.named_configs)).config)
 
 
-def completed_run(task: Task, runs: Iterable[StoredRun]) -> StoredRun | None:
+def completed_run(task: Task, runs: Iterable[RunRecord]) -> RunRecord | None:
     """The newest COMPLETED run of the store with the task's experiment and config."""
     wanted = expected_config(task)
-    matches = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+    matches = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
                and same_config(run.config, wanted, IGNORED_KEYS)]
     return matches[-1] if matches else None
 
 
-def resumable_run(task: Task, runs: Iterable[StoredRun]) -> tuple[StoredRun, int] | None:
+def checkpoint_step(store: Store, run: RunRecord) -> int | None:
+    """The outer step of the run's training.pt (from GridFS in MongoDB); None when it has none or it is unreadable."""
+    try:
+        with store.local_artifact(run.run_id, "training.pt") as path:
+            return training_state_step(path)
+    except (KeyError, ValueError):
+        return None  # no checkpoint, or a truncated one: the cell is run again
+
+
+def resumable_run(task: Task, runs: Iterable[RunRecord], store: Store) -> tuple[RunRecord, int] | None:
     """(run, checkpoint step) when the task's newest same-config run is INTERRUPTED/FAILED with a usable training.pt."""
     wanted = expected_config(task)
-    matches = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module]
+    matches = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module]
                and same_config(run.config, wanted, IGNORED_KEYS)]
     if not matches or matches[-1].status not in RESUMABLE_STATUSES:
         return None
-    checkpoint = matches[-1].directory / "training.pt"
-    try:
-        step = training_state_step(checkpoint) if checkpoint.is_file() else None
-    except ValueError:
-        return None  # a truncated checkpoint: the cell is run again
+    step = checkpoint_step(store, matches[-1])
     if step is None or not 0 < step < wanted.get("outer_steps", 0):
         return None
     return matches[-1], step
@@ -347,11 +367,11 @@ def print_summary(outcomes: list[Outcome]) -> None:
 IDENTITY_KEYS = ("batch_size", "inner_steps", "seed", "dataset")  # what names a cell, with the task's own updates
 
 
-def why_not(task: Task, runs: list[StoredRun]) -> str:
+def why_not(task: Task, runs: list[RunRecord]) -> str:
     """Why the newest COMPLETED stored run of the same cell (shape, seed, arm) does not count: every differing key."""
     wanted = expected_config(task)
     identity = (*IDENTITY_KEYS, *task.updates)
-    cell = [run for run in runs if run.experiment == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+    cell = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
             and not config_differences(run.config, {key: wanted[key] for key in identity if key in wanted})]
     if not cell:
         return ""
@@ -359,60 +379,75 @@ def why_not(task: Task, runs: list[StoredRun]) -> str:
     return f" (stored run {run.run_id} differs: {'; '.join(config_differences(run.config, wanted, IGNORED_KEYS))})"
 
 
-def reused(task: Task, run: StoredRun) -> Outcome:
+def reused(task: Task, run: RunRecord) -> Outcome:
     """The Outcome of a task whose run an earlier invocation completed."""
     return Outcome(task, "COMPLETED", run.run_id, run.result, 0.0, reused=True)
 
 
-def plan(tasks: list[Task], runs: list[StoredRun]) -> tuple[list[tuple[Task, StoredRun]], list[Task]]:
-    """Split tasks into (done, with their stored run) and to do (with `resume_from` where a checkpoint is left)."""
-    done, todo = [], []
+@dataclass
+class Plan:
+    """What a study invocation finds in its store: cells done (with their run), cells to run, and of those the
+    ones continued from a checkpoint (label -> (run id, step))."""
+
+    done: list[tuple[Task, RunRecord]]
+    todo: list[Task]
+    resumes: dict[str, tuple[str, int]]
+
+
+def plan(tasks: list[Task], runs: list[RunRecord], store: Store) -> Plan:
+    """Split tasks into done and to do, the latter with `resume_from` (and, in MongoDB, `resume_store`) where a
+    checkpoint is left."""
+    result = Plan([], [], {})
     for task in tasks:
         run = completed_run(task, runs)
         if run is not None:
-            done.append((task, run))
+            result.done.append((task, run))
             continue
-        resumable = resumable_run(task, runs)
+        resumable = resumable_run(task, runs, store)
         if resumable is None:
-            todo.append(task)
-        else:
-            todo.append(Task(task.label, task.module, task.named_configs,
-                             {**task.updates, "resume_from": resumable[0].run_id}))
-    return done, todo
+            result.todo.append(task)
+            continue
+        source, step = resumable
+        where = {"resume_store": store.location} if isinstance(store, MongoStore) else {}
+        result.todo.append(Task(task.label, task.module, task.named_configs,
+                                {**task.updates, "resume_from": source.run_id, **where}))
+        result.resumes[task.label] = (source.run_id, step)
+    return result
 
 
-def dry_run_line(task: Task, done: dict[str, StoredRun], todo: dict[str, Task], runs: list[StoredRun]) -> str:
+def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
     """One --dry-run line: done (run N), resume from run N (step S), or to run (and why a stored run differs)."""
+    done = {t.label: run for t, run in study.done}
     if task.label in done:
         return f"done (run {done[task.label].run_id})"
-    source = todo[task.label].updates.get("resume_from")
-    if source is not None:
-        run = next(run for run in runs if run.run_id == source)
-        return f"resume from run {source} (step {training_state_step(run.directory / 'training.pt')})"
+    if task.label in study.resumes:
+        source, step = study.resumes[task.label]
+        return f"resume from run {source} (step {step})"
     return "to run" + why_not(task, runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, then the ablations; print a summary; exit 1 when any run failed."""
     args = build_parser().parse_args(argv)
-    store = runs_dir_of(args)
     if not args.dry_run:
-        check_writable(store)  # before any cell starts
-    runs = read_runs(store)
+        check_writable(runs_dir_of(args))  # before any cell starts
+    store = planning_store(args)
+    runs = store.records(missing_ok=True)
     grid = training_tasks(args)
-    done, todo = plan(grid, runs)
+    study = plan(grid, runs, store)
+    done, todo = study.done, study.todo
     print(f"study {args.study}: {len(grid)} training cells ({len(done)} already done, {len(todo)} to run), profile {args.profile}, "
-          f"dataset {args.dataset}, store {store}" + (f", mongo {args.mongo}" if args.mongo else ""))
+          f"dataset {args.dataset}, runs read from the {store.label}, file store {runs_dir_of(args)}"
+          + (f", mongo {redact(args.mongo)}" if args.mongo else ""))
     if args.dry_run:
-        done_runs, todo_tasks = {t.label: run for t, run in done}, {t.label: t for t in todo}
         for task in grid:
-            print(f"  {task.label:<26} " + dry_run_line(task, done_runs, todo_tasks, runs))
+            print(f"  {task.label:<26} " + dry_run_line(task, study, runs))
         return 0
     trained = run_phase(todo, args, "training")
     outcomes = [reused(task, run) for task, run in done] + trained
     stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes)
     if args.study == "goodai" and not args.no_ablation and not stopped:
-        outcomes += ablation_phase(outcomes, args, store)
+        outcomes += ablation_phase(grid, args, store)
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")
     print_summary(outcomes)
@@ -422,14 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and len(trained) == len(todo) else 1
 
 
-def ablation_phase(training: list[Outcome], args: argparse.Namespace, store: Path) -> list[Outcome]:
-    """The shuffle ablation of every finished teacher that does not have one yet."""
-    tasks = [ablation_task(o.task, o.run_id, args) for o in training
-             if o.status == "COMPLETED" and o.task.module == TRAINING]
-    done, todo = plan(tasks, read_runs(store))
+def ablation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
+    """The shuffle ablation of every teacher of the grid that is COMPLETED in `store` and has none there yet (its
+    teacher.pt read from that store: GridFS in MongoDB)."""
+    runs = store.records(missing_ok=True)
+    teachers = [(task, completed_run(task, runs)) for task in grid if task.module == TRAINING]
+    tasks = [ablation_task(task, run.run_id, store, args) for task, run in teachers if run is not None]
+    study = plan(tasks, runs, store)
     if tasks:
-        print(f"shuffle ablation: {len(tasks)} teachers ({len(done)} already done, {len(todo)} to run)")
-    return [reused(task, run) for task, run in done] + run_phase(todo, args, "ablation")
+        print(f"shuffle ablation: {len(tasks)} teachers ({len(study.done)} already done, {len(study.todo)} to run)")
+    return [reused(task, run) for task, run in study.done] + run_phase(study.todo, args, "ablation")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,18 @@ logged (`accuracy_learned`, `accuracy_shuffled`, step = repeat) with their media
     python experiments/shuffle_ablation.py with source_run_id=3
     python experiments/shuffle_ablation.py with source_run_id=3 repeats=20 test_size=10000
     python experiments/shuffle_ablation.py with smoke source_run_id=1
+    python experiments/shuffle_ablation.py with source_run_id=12 source_store=mongodb://127.0.0.1:27018/gtn_lab
+
+The teacher is read from `source_store` (tracking.stores): a file store's folder (default: $GTN_RUNS_DIR or
+runs/) or a MongoDB URL, whose run ids and GridFS artifacts are then used, so a study spread over several
+machines can ablate teachers trained anywhere.
 
 Learners are scored on the first `test_size` test images (default 2,000: 200 learners on the full 10k test
 set would take ~15 min per teacher on 2 cores), with the source run's `bn_mode`.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import warnings
 
@@ -23,14 +29,15 @@ from sacred import Experiment
 from sacred.utils import apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
-from experiments.observers import attach_observers, default_runs_dir
-from experiments.store import find_run
+from experiments.observers import attach_observers
 from gtn_core.ablation import ORDERS, shuffle_ablation
 from gtn_core.checkpoint import load_checkpoint
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
 from gtn_core.meta import to_real_data
 from gtn_core.seeds import ABLATION, seeded_generator
+from tracking.settings import default_runs_dir
+from tracking.stores import find_run, open_location
 
 ex = Experiment("gtn_shuffle_ablation")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -38,8 +45,8 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 
 @ex.config
 def config():
-    source_run_id = None  # id of a COMPLETED mnist_experiment run in the file store
-    runs_dir = None  # file store holding the source run; None: $GTN_RUNS_DIR or <repo>/runs
+    source_run_id = None  # id of a COMPLETED mnist_experiment run of source_store
+    source_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: $GTN_RUNS_DIR or runs/
     repeats = 100  # learners per order
     test_size = 2000  # first N test images score each learner
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
@@ -56,19 +63,21 @@ def smoke():
 
 
 @ex.main
-def main(_run, source_run_id, runs_dir, repeats, test_size, data_root, device, progress, seed):
+def main(_run, source_run_id, source_store, repeats, test_size, data_root, device, progress, seed):
     """Load the source teacher, run the paired learners, log both accuracy lists and their medians."""
     if source_run_id is None:
         raise ValueError("source_run_id=None: expected the id of a completed mnist_experiment run")
     if not isinstance(test_size, int) or test_size < 1:
         raise ValueError(f"test_size={test_size!r}: expected a positive number of test images")
-    source = find_run(runs_dir or default_runs_dir(), source_run_id)
-    if source.experiment != "gtn_mnist" or source.status != "COMPLETED":
-        raise ValueError(f"run {source_run_id} is a {source.status} {source.experiment!r} run; "
-                         "expected a COMPLETED 'gtn_mnist' run")
     torch_device = resolve_device(device)
-    data = to_real_data(load_dataset(source.config["dataset"], data_root or default_data_root()), torch_device)
-    teacher, cfg = load_checkpoint(source.directory / "teacher.pt", torch_device, data.train_images, data.train_labels)
+    with contextlib.closing(open_location(source_store or default_runs_dir())) as store:
+        source = find_run(store, source_run_id)
+        if source.name != "gtn_mnist" or source.status != "COMPLETED":
+            raise ValueError(f"run {source_run_id} of the {store.label} is a {source.status} {source.name!r} run; "
+                             "expected a COMPLETED 'gtn_mnist' run")
+        data = to_real_data(load_dataset(source.config["dataset"], data_root or default_data_root()), torch_device)
+        with store.local_artifact(source.run_id, "teacher.pt") as path:
+            teacher, cfg = load_checkpoint(path, torch_device, data.train_images, data.train_labels)
     images, labels = data.test_images[:test_size], data.test_labels[:test_size]
     accuracies = {order: [] for order in ORDERS}
     trials = shuffle_ablation(teacher, cfg, images, labels, repeats, seeded_generator(seed, stream=ABLATION))

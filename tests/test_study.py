@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import mnist_experiment, run_tasks, shuffle_ablation
-from experiments.store import read_runs
+from tracking.stores import FileStore
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("mnist_ready")
@@ -31,8 +31,13 @@ def _runner(*args, store):
                           capture_output=True, text=True, timeout=600)
 
 
+def read_runs(folder):
+    """Every run of the file store `folder` (none when it does not exist)."""
+    return FileStore(folder).records(missing_ok=True)
+
+
 def _completed(store, experiment):
-    return [run for run in read_runs(store) if run.experiment == experiment and run.status == "COMPLETED"]
+    return [run for run in read_runs(store) if run.name == experiment and run.status == "COMPLETED"]
 
 
 def test_grid_runs_once_resumes_and_reruns_exactly_a_deleted_cell(tmp_path):
@@ -49,12 +54,12 @@ def test_grid_runs_once_resumes_and_reruns_exactly_a_deleted_cell(tmp_path):
     assert len(read_runs(tmp_path)) == 4
 
     random_run = next(run for run in trained if run.config["variant"] == "random")
-    shutil.rmtree(random_run.directory)
+    shutil.rmtree(tmp_path / random_run.run_id)
     third = _runner(*GRID, "--workers", "2", store=tmp_path)
     assert third.returncode == 0, third.stderr
     assert "1 already done, 1 to run" in third.stdout
     new = [run for run in read_runs(tmp_path) if int(run.run_id) > 4]
-    assert sorted((run.experiment, run.config.get("variant")) for run in new) == \
+    assert sorted((run.name, run.config.get("variant")) for run in new) == \
         [("gtn_mnist", "random"), ("gtn_shuffle_ablation", None)]
 
 
@@ -87,7 +92,7 @@ def test_ablation_logs_each_order_for_a_smoke_teacher(tmp_path, clean_observers)
     for ex in (mnist_experiment.ex, shuffle_ablation.ex):
         ex.observers[:] = [FileStorageObserver(str(tmp_path))]
     source = mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False})
-    run = shuffle_ablation.ex.run(config_updates={"source_run_id": source._id, "runs_dir": str(tmp_path),
+    run = shuffle_ablation.ex.run(config_updates={"source_run_id": source._id, "source_store": str(tmp_path),
                                                   "repeats": 4, "test_size": 1000, "progress": False})
     metrics = json.loads((tmp_path / str(run._id) / "metrics.json").read_text())
     assert len(metrics["accuracy_learned"]["values"]) == 4
@@ -99,7 +104,7 @@ def test_ablation_logs_each_order_for_a_smoke_teacher(tmp_path, clean_observers)
 def test_ablation_names_a_missing_source_run(tmp_path, clean_observers):
     shuffle_ablation.ex.observers[:] = []
     with pytest.raises(ValueError, match="run '99' not found in the file store"):
-        shuffle_ablation.ex.run(config_updates={"source_run_id": "99", "runs_dir": str(tmp_path), "progress": False})
+        shuffle_ablation.ex.run(config_updates={"source_run_id": "99", "source_store": str(tmp_path), "progress": False})
 
 
 def test_ray_local_runs_a_smoke_grid(tmp_path):
@@ -154,7 +159,7 @@ def test_smoke_studies_run_end_to_end_and_resume(tmp_path, study, arms):
 
 
 def test_older_flat_keys_map_into_their_sections_with_their_values():
-    from experiments.store import upgrade_config
+    from tracking.stored_config import upgrade_config
 
     upgraded = upgrade_config({"variant": "learned", "teacher_upsampling": "transposed", "learner_channels": [16, 32],
                                "teacher_hidden_size": 256, "noise_size": 32})
@@ -188,7 +193,7 @@ def test_an_interrupted_cell_is_resumed_from_its_checkpoint_not_rerun(tmp_path, 
     assert run_tasks.main(args) == 0
     (interrupted, resumed) = read_runs(tmp_path)
     assert (interrupted.status, resumed.status, resumed.config["resume_from"]) == ("INTERRUPTED", "COMPLETED", "1")
-    assert json.loads((resumed.directory / "info.json").read_text())["resumed_from"] == {"run": "1", "step": 4}
+    assert FileStore(tmp_path).info(resumed.run_id)["resumed_from"] == {"run": "1", "step": 4}
     assert run_tasks.main([*args, "--dry-run"]) == 0
     assert "done (run 2)" in capsys.readouterr().out
 
@@ -216,3 +221,65 @@ def test_sigterm_to_the_study_interrupts_its_workers_which_resume_on_the_next_in
     assert [run.status for run in read_runs(tmp_path)] == ["INTERRUPTED"] * expected
     dry = _runner(*grid, "--dry-run", store=tmp_path)
     assert dry.stdout.count("resume from run") == expected, dry.stdout
+
+
+def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(tmp_path, mongo_base, clean_observers):
+    import signal
+
+    from analysis import results
+    from experiments.observers import attach_observers
+    from tracking.stores import MongoStore
+
+    url, first, second = f"{mongo_base}/resume_from_mongo", tmp_path / "first", tmp_path / "second"
+    grid = ["--profile", "smoke", "--only", "c", "--mongo", url]
+    done = _runner(*grid, "--variants", "learned", "--no-ablation", "--workers", "1", store=first)
+    assert done.returncode == 0, done.stdout + done.stderr
+    args = run_tasks.build_parser().parse_args([*grid, "--variants", "random", "--runs-dir", str(first)])
+    (task,) = run_tasks.training_tasks(args)
+    log_record = mnist_experiment.log_record
+
+    def log_then_stop(run, record):
+        log_record(run, record)
+        if record.step == 4:
+            signal.raise_signal(signal.SIGTERM)
+    attach_observers(mnist_experiment.ex, first, url)
+    mnist_experiment.log_record = log_then_stop
+    try:
+        with pytest.raises(mnist_experiment.TrainingInterrupted):
+            mnist_experiment.ex.run(named_configs=list(task.named_configs),
+                                    config_updates={**task.updates, "progress": False})
+    finally:
+        mnist_experiment.log_record = log_record
+    shutil.rmtree(first)  # from here on, only MongoDB knows the study
+
+    whole = [*grid, "--variants", "learned,random,random_fixed", "--workers", "1"]
+    dry = _runner(*whole, "--dry-run", store=second)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    lines = {line.split()[1]: line for line in dry.stdout.splitlines() if line.startswith("  c ")}
+    assert "done (run 1)" in lines["learned"] and "resume from run 2 (step 4)" in lines["random"], dry.stdout
+    assert "to run" in lines["random_fixed"]
+    study = _runner(*whole, store=second)
+    assert study.returncode == 0, study.stdout + study.stderr
+    assert "1 already done, 2 to run" in study.stdout and "3 teachers (0 already done, 3 to run)" in study.stdout
+
+    mongo = MongoStore(url)
+    records = {record.run_id: record for record in mongo.records()}
+    training = [r for r in records.values() if r.name == "gtn_mnist"]
+    assert [(r.config["variant"], r.status) for r in training] == [
+        ("learned", "COMPLETED"), ("random", "INTERRUPTED"), ("random", "COMPLETED"), ("random_fixed", "COMPLETED")]
+    resumed = training[2]
+    assert (resumed.config["resume_from"], resumed.config["resume_store"]) == ("2", url)
+    assert mongo.info(resumed.run_id)["resumed_from"] == {"run": "2", "step": 4}
+    ablations = [r for r in records.values() if r.name == "gtn_shuffle_ablation"]
+    assert sorted(r.config["source_run_id"] for r in ablations) == sorted(r.run_id for r in training
+                                                                          if r.status == "COMPLETED")
+    assert {r.config["source_store"] for r in ablations} == {url}
+    local = [r.config["variant"] for r in read_runs(second) if r.name == "gtn_mnist"]
+    assert local == ["random", "random_fixed"]  # the learned teacher was ablated from GridFS: no copy of it here
+    curve = results.load_metrics(mongo, [resumed.run_id], names=["meta_loss"])
+    assert list(curve.step) == list(range(1, resumed.config["outer_steps"] + 1))  # stitched across the resume
+    ablation = results.load_ablation(mongo)
+    assert set(ablation.variant) == {"learned", "random", "random_fixed"}
+    mongo.close()
+    again = _runner(*whole, store=second)
+    assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr

@@ -21,7 +21,9 @@ import yaml
 from sacred import Experiment
 
 from experiments import board, mnist_experiment, observers
-from experiments.observers import attach_observers, mongo_settings, read_env_file, redact
+from experiments.observers import attach_observers
+from tracking import settings
+from tracking.settings import mongo_settings, read_env_file, redact
 from gtn_core.data import default_data_root, prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +69,7 @@ def listening_addresses(port: int) -> set[str]:
 def env_file(tmp_path, monkeypatch):
     """Point the helper at an empty `sacred/.env` in tmp_path, with no tracking variables in the environment."""
     path = tmp_path / ".env"
-    monkeypatch.setattr(observers, "ENV_FILE", path)
+    monkeypatch.setattr(settings, "ENV_FILE", path)
     for name in ("GTN_MONGO_URL", "GTN_MONGO_DB", "GTN_MONGO_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     return path

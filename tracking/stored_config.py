@@ -1,48 +1,7 @@
-"""Reading finished runs back from the Sacred file store: what resume and the ablation need."""
+"""Stored runs' configs in today's form: older flat keys moved into their sections, keys added since filled in."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 from gtn_core.config import SECTIONS, config_from_dict, config_to_dict, flat_config
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """One run folder of a file store."""
-
-    run_id: str
-    experiment: str
-    status: str
-    config: dict
-    directory: Path
-    result: object = None
-
-
-def read_runs(runs_dir: str | Path) -> list[StoredRun]:
-    """Every readable run of the store, oldest first; a missing store has no runs."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    runs = []
-    for directory in sorted((p for p in runs_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        try:
-            run = json.loads((directory / "run.json").read_text())
-            config = json.loads((directory / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a run killed before Sacred wrote its files: not finished, so it is rerun
-        runs.append(StoredRun(directory.name, run["experiment"]["name"], run["status"], config, directory,
-                              run.get("result")))
-    return runs
-
-
-def find_run(runs_dir: str | Path, run_id: str | int) -> StoredRun:
-    """The run `run_id` of the store; ValueError naming the store when it is not there."""
-    for run in read_runs(runs_dir):
-        if run.run_id == str(run_id):
-            return run
-    raise ValueError(f"run {run_id!r} not found in the file store {runs_dir}")
 
 
 # Flat keys of runs stored before the config became nested (one source: the core's dataclasses), and where each
@@ -53,10 +12,17 @@ LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size":
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
 IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1}
+# Experiment keys renamed since runs were stored: old name -> new name (the shuffle ablation's `runs_dir` became
+# `source_store` when it could also name a MongoDB).
+RENAMED_KEYS = {"runs_dir": "source_store"}
 
 
 def upgrade_config(stored: dict) -> dict:
-    """A stored run's config in today's nested form (older flat keys moved into their sections)."""
+    """A stored run's config in today's nested form (older flat keys moved into their sections, renamed keys renamed)."""
+    stored = {**stored}
+    for old, new in RENAMED_KEYS.items():
+        if old in stored and new not in stored:
+            stored[new] = stored.pop(old)
     if "generator" in stored or not any(key in stored for key in LEGACY_KEYS):
         return {**IMPLICIT_IN_OLDER_RUNS, **stored}
     config = {key: value for key, value in stored.items() if key not in LEGACY_KEYS}
