@@ -8,7 +8,6 @@ Wall time counts training and evaluation (the sum of the logged `step_seconds` a
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 THRESHOLDS = (0.95, 0.97)
@@ -16,15 +15,16 @@ THRESHOLDS = (0.95, 0.97)
 
 def load_runs(store: Path) -> list[dict]:
     """config, status and metrics of every training run (one with test accuracies) in a file store, by run id."""
+    from tracking.stores import FileStore
+
     runs = []
-    for directory in sorted((p for p in store.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        if not all((directory / name).is_file() for name in ("metrics.json", "config.json", "run.json")):
-            continue  # a run killed before Sacred wrote its files
-        metrics = json.loads((directory / "metrics.json").read_text())
+    files = FileStore(store)
+    for record in files.records(missing_ok=True):
+        metrics = {name: {"steps": steps, "values": values}
+                   for name, (steps, values) in files.metric_series(record.run_id).items()}
         if "test_accuracy" not in metrics:
             continue  # an ablation run, or a training run stopped before its first evaluation
-        runs.append({"id": directory.name, "config": json.loads((directory / "config.json").read_text()),
-                     "status": json.loads((directory / "run.json").read_text())["status"], "metrics": metrics})
+        runs.append({"id": record.run_id, "config": record.config, "status": record.status, "metrics": metrics})
     if not runs:
         raise SystemExit(f"{store}: no runs found (expected numbered run folders of a Sacred file store)")
     return runs

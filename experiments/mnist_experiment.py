@@ -61,7 +61,8 @@ from gtn_core.checkpoint import load_training_state, save_checkpoint, save_train
 from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.meta import MetaTrainer, StepRecord, to_real_data
+from gtn_core.distributed import any_rank, broadcast_object, current_world, init_from_environment, rank_device
+from gtn_core.meta import MetaTrainer, StepRecord, is_evaluation_step, to_real_data
 from gtn_core.seeds import EVALUATION, seeded_generator
 from gtn_core.teachers import Teacher, build_teacher
 from gtn_core.visualize import save_curriculum_png
@@ -155,13 +156,17 @@ class StopSignals:
 def checkpoint_due(record: StepRecord, cfg: GTNConfig, every: int | None) -> bool:
     """Whether to write training.pt after `record`: every `every` steps and at the last, or at each evaluation."""
     if every is None:
-        return record.test_accuracy is not None
+        return is_evaluation_step(record.step, cfg)  # the same on every rank (only rank 0 evaluates)
     return record.step % every == 0 or record.step == cfg.outer_steps
 
 
 def save_training(run, trainer: MetaTrainer, cfg: GTNConfig, folder: str) -> None:
-    """Attach the trainer's whole state as the artifact training.pt (replacing the previous one)."""
-    path = save_training_state(trainer.state_dict(), cfg, Path(folder) / "training.pt")
+    """Attach the trainer's whole state as the artifact training.pt (replacing the previous one); collective in a
+    distributed run (every rank's streams are gathered), written by rank 0."""
+    state = trainer.state_dict()
+    if not trainer.world.is_main:
+        return
+    path = save_training_state(state, cfg, Path(folder) / "training.pt")
     run.add_artifact(str(path), "training.pt", content_type="application/octet-stream")
     run.info["checkpoint_step"] = trainer.step
 
@@ -172,13 +177,13 @@ def file_store_of(run) -> Path:
     return stores[0] if stores else default_runs_dir()
 
 
-def load_checkpoint_of(trainer: MetaTrainer, store: Store, source: RunRecord) -> None:
-    """Load `source`'s training.pt (from GridFS in MongoDB) into `trainer`; ValueError naming the run when the file
-    is missing, unreadable or of another config."""
+def load_checkpoint_of(cfg: GTNConfig, store: Store, source: RunRecord) -> dict:
+    """`source`'s training state (its training.pt, from GridFS in MongoDB), checked against `cfg`; ValueError naming
+    the run when the file is missing, unreadable or of another config."""
     try:
         with store.local_artifact(source.run_id, "training.pt") as path:
             try:
-                trainer.load_state_dict(load_training_state(path, trainer.cfg))
+                return load_training_state(path, cfg)
             except ValueError as error:
                 if store.artifact_path(source.run_id, "training.pt") is None:  # a download: name the run, not the copy
                     raise ValueError(str(error).replace(str(path), f"training.pt of run {source.run_id} of the "
@@ -189,22 +194,37 @@ def load_checkpoint_of(trainer: MetaTrainer, store: Store, source: RunRecord) ->
                          "a training checkpoint)") from None
 
 
-def resume(trainer: MetaTrainer, run, run_id, resume_store, dataset: str) -> None:
-    """Load run `run_id`'s training.pt (a run of `resume_store`, else of this run's file store) into `trainer`;
-    ValueError naming the run when it cannot be continued."""
+def resume_state(run, run_id, resume_store, dataset: str, cfg: GTNConfig) -> dict:
+    """Run `run_id`'s training state (a run of `resume_store`, else of this run's file store); ValueError naming the
+    run when it cannot be continued."""
     with contextlib.closing(open_location(resume_store or file_store_of(run))) as store:
         source = find_run(store, run_id)
         if source.name != ex.path or source.config.get("dataset") != dataset:
             raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of the {store.label} is experiment "
                              f"{source.name} on {source.config.get('dataset')!r}; expected {ex.path} on {dataset!r}")
         try:
-            load_checkpoint_of(trainer, store, source)
+            return load_checkpoint_of(cfg, store, source)
         except ValueError as error:
             raise ValueError(f"resume_from={run_id!r}: {error}") from error
+
+
+def resume(trainer: MetaTrainer, run, run_id, resume_store, dataset: str) -> None:
+    """Load run `run_id`'s training state into `trainer` (rank 0 reads it and sends it to every rank); ValueError
+    naming the run, on every rank, when it cannot be continued."""
+    state, problem = None, None
+    if trainer.world.is_main:
+        try:
+            state = resume_state(run, run_id, resume_store, dataset, trainer.cfg)
+        except ValueError as error:
+            problem = str(error)
+    state, problem = broadcast_object((state, problem), trainer.world)
+    if problem is not None:
+        raise ValueError(problem)
+    trainer.load_state_dict(state)
     if trainer.step == trainer.cfg.outer_steps:
         raise ValueError(f"resume_from={run_id!r}: its training.pt is at the last step {trainer.step}; nothing "
                          "left to train")
-    run.info["resumed_from"] = {"run": source.run_id, "step": trainer.step}
+    run.info["resumed_from"] = {"run": str(run_id), "step": trainer.step}
 
 
 def check_checkpoint_every(value) -> None:
@@ -218,20 +238,24 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
     """Meta-train (or resume), log every outer step, checkpoint, save the artifacts, return the final test accuracy."""
     cfg = build_config(_config)
     check_checkpoint_every(checkpoint_every)
-    torch_device = resolve_device(device)
+    world = current_world()
+    world.members(cfg.meta_batch)  # the ranks must divide the meta-batch: checked before any work
+    torch_device = rank_device(resolve_device(device), world)
     data = to_real_data(load_dataset(dataset, data_root or default_data_root()), torch_device)
     teacher = build_teacher(cfg, data.train_images, data.train_labels).to(torch_device)
-    trainer = MetaTrainer(teacher, cfg, data)
+    trainer = MetaTrainer(teacher, cfg, data, world)
     _run.info.update(device=str(torch_device), bn_mode=cfg.bn_mode, teacher=cfg.teacher, curriculum=cfg.curriculum,
-                     teacher_parameters=sum(p.numel() for p in teacher.parameters()))
+                     teacher_parameters=sum(p.numel() for p in teacher.parameters()), ranks=world.size)
     last_good = "none (no training.pt written yet)"
     if resume_from is not None:
         resume(trainer, _run, resume_from, resume_store, dataset)
         last_good = f"run {resume_from}'s training.pt (step {trainer.step})"
+    else:
+        trainer.synchronize()  # every rank starts from rank 0's teacher
     last = None
     with tempfile.TemporaryDirectory() as folder, StopSignals() as signals, \
             tqdm(total=cfg.outer_steps, initial=trainer.step, desc=f"{describe(cfg)} K={cfg.inner_steps} "
-                 f"B={cfg.batch_size}", unit="step", disable=not progress) as bar:
+                 f"B={cfg.batch_size}", unit="step", disable=not (progress and world.is_main)) as bar:
         try:
             for record in trainer.records():
                 log_record(_run, record)
@@ -240,20 +264,25 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
                     last = record
                     bar.set_postfix(meta_loss=f"{record.meta_loss:.3f}",
                                     **{f"test_acc[bn={cfg.bn_mode}]": f"{record.test_accuracy:.4f}"})
-                if checkpoint_due(record, cfg, checkpoint_every) or signals.received:
+                stop = any_rank(signals.received is not None, world)  # one rank's signal stops them all
+                if checkpoint_due(record, cfg, checkpoint_every) or stop:
                     save_training(_run, trainer, cfg, folder)
                     last_good = f"run {_run._id}'s training.pt (step {trainer.step})"
-                if signals.received and trainer.step < cfg.outer_steps:
-                    raise TrainingInterrupted(f"{signals.received} after outer step {trainer.step}: checkpoint "
-                                              f"written; continue with resume_from={_run._id}")
+                if stop and trainer.step < cfg.outer_steps:
+                    raise TrainingInterrupted(f"{signals.received or 'a stop signal to another rank'} after outer "
+                                              f"step {trainer.step}: checkpoint written; continue with "
+                                              f"resume_from={_run._id}")
         except FloatingPointError as error:
             raise FloatingPointError(f"outer step {trainer.step + 1}: {error}; last good checkpoint: {last_good} "
                                      "(resume from it with lower teacher_lr/inputs_lr/hyper_lr)") from error
+    if not world.is_main:
+        return None  # rank 0 evaluates and records the run
     _run.info.update(final_inner_lrs=list(last.inner_lrs), final_inner_momenta=list(last.inner_momenta))
     save_artifacts(_run, teacher, cfg)
     return last.test_accuracy
 
 
 if __name__ == "__main__":
-    attach_observers(ex)
+    if init_from_environment().is_main:  # under torchrun: join the ranks; only rank 0 records the run
+        attach_observers(ex)
     ex.run_commandline()

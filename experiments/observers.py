@@ -25,6 +25,7 @@ from sacred.commandline_options import cli_option
 from sacred.observers import FileStorageObserver, MongoObserver
 from sacred.observers.file_storage import DEFAULT_FILE_STORAGE_PRIORITY as FILE_STORE_PRIORITY
 
+from gtn_core.distributed import current_world
 from tracking.settings import MONGO_URL_VARIABLE, default_runs_dir, mongo_settings, redact
 
 log = logging.getLogger(__name__)
@@ -161,5 +162,7 @@ def attach_observers(ex: Experiment, runs_dir: str | Path | None = None, mongo_u
 @cli_option("-M", "--mongo")
 def mongo_option(url, run):
     """Also log this run to MongoDB at URL, e.g. mongodb://127.0.0.1:27018/gtn_lab (replaces $GTN_MONGO_URL)."""
+    if not current_world().is_main:
+        return  # under torchrun only rank 0 records the run
     file_stores = [observer.basedir for observer in run.observers if isinstance(observer, FileStorageObserver)]
     use_mongo(run.observers, url, file_stores[0] if file_stores else default_runs_dir())

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from gtn_core.config import GTNConfig
 from gtn_core.data import Dataset, normalize
+from gtn_core.distributed import World, broadcast_object, current_world, gather_objects, sum_gradients
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.seeds import EVALUATION, learner_stream, seeded_generator
 from gtn_core.teachers import Teacher
@@ -60,32 +61,44 @@ def meta_loss(teacher: Teacher, cfg: GTNConfig, real_images: torch.Tensor, real_
     return F.cross_entropy(learner_logits(learner, final, real_images, cfg.bn_mode), real_labels)
 
 
-def meta_gradient(teacher: Teacher, cfg: GTNConfig, data: RealData, generators: Sequence[torch.Generator]) -> float:
-    """Set the teacher's .grad to the gradient of the mean meta-loss of one fresh learner per generator.
+def meta_gradient(teacher: Teacher, cfg: GTNConfig, data: RealData, generators: Sequence[torch.Generator],
+                  learners: int | None = None) -> float:
+    """Set the teacher's .grad to the gradient of the summed meta-losses of one fresh learner per generator divided
+    by `learners` (default: their number, so the mean); returns that quantity's value.
 
     Each learner draws its initialisation, its curriculum and its real batch from its own generator; the backward
-    passes run one learner at a time (memory of one unroll) and accumulate. Returns the mean meta-loss.
+    passes run one learner at a time (memory of one unroll) and accumulate. A rank of a distributed run passes
+    the meta-batch's size as `learners`, so the ranks' results sum to the mean.
     """
     for param in teacher.parameters():
         param.grad = None
+    learners = len(generators) if learners is None else learners
     total = 0.0
     for generator in generators:
         index = torch.randint(0, data.train_images.shape[0], (cfg.real_batch_size,), generator=generator)
         index = index.to(data.train_images.device)
         loss = meta_loss(teacher, cfg, data.train_images[index], data.train_labels[index], generator)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"meta-loss is {loss.item()}; lower teacher_lr/hyper_lr or inner_lr_init "
-                                     f"(now {cfg.teacher_lr}/{cfg.hyper_lr}/{cfg.inner_lr_init})")
-        (loss if len(generators) == 1 else loss / len(generators)).backward()
+        (loss if learners == 1 else loss / learners).backward()
         total += loss.item()
-    return total / len(generators)
+    return total / learners
+
+
+def check_finite(loss: float, cfg: GTNConfig) -> None:
+    """FloatingPointError naming the lrs to lower when the meta-loss is not finite."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"meta-loss is {loss}; lower teacher_lr/hyper_lr or inner_lr_init "
+                                 f"(now {cfg.teacher_lr}/{cfg.hyper_lr}/{cfg.inner_lr_init})")
 
 
 def meta_step(teacher: Teacher, optimizer: torch.optim.Optimizer, cfg: GTNConfig, data: RealData,
-              generators: Sequence[torch.Generator]) -> float:
-    """One outer step: the mean meta-gradient of one learner per generator, clipped, then Adam; the mean meta-loss."""
-    loss = meta_gradient(teacher, cfg, data, generators)
-    torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.grad_clip)
+              generators: Sequence[torch.Generator], world: World = World()) -> float:
+    """One outer step: the mean meta-gradient of the meta-batch (this rank's learners, one per generator, summed
+    over the ranks), clipped, then Adam; the mean meta-loss (the same on every rank)."""
+    params = list(teacher.parameters())
+    loss = meta_gradient(teacher, cfg, data, generators, learners=cfg.meta_batch if world.size > 1 else None)
+    loss = sum_gradients(params, loss, world)
+    check_finite(loss, cfg)
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     optimizer.step()
     return loss
 
@@ -107,19 +120,29 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, cfg: GTNConfig) -> torch.opti
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+def is_evaluation_step(step: int, cfg: GTNConfig) -> bool:
+    """Whether outer step `step` (1-based) is evaluated: every `eval_every` steps and the last."""
+    return step % cfg.eval_every == 0 or step == cfg.outer_steps
+
+
 class MetaTrainer:
     """The meta-training loop and all of its state (teacher, Adam, lr schedule, random streams, step): resumable.
 
     `state_dict()` after any outer step and `load_state_dict()` into a fresh trainer of the same config continue
     the run exactly: on the same machine the resumed records equal the uninterrupted run's, bit for bit.
+
+    In a distributed `world` each rank runs its share of the meta-batch's learners (`World.members`) and only
+    rank 0 evaluates; `synchronize()`, `state_dict()` and every outer step are collective (all ranks call them).
     """
 
-    def __init__(self, teacher: Teacher, cfg: GTNConfig, data: RealData) -> None:
+    def __init__(self, teacher: Teacher, cfg: GTNConfig, data: RealData, world: World | None = None) -> None:
         self.teacher, self.cfg, self.data = teacher, cfg, data
+        self.world = current_world() if world is None else world
+        self.members = self.world.members(cfg.meta_batch)
         self.optimizer = torch.optim.Adam(teacher.param_groups(cfg))
         self.schedule = lr_scheduler(self.optimizer, cfg)
         # One training stream per learner of the meta-batch; learner 0's is the single learner's of meta_batch=1.
-        self.train_generators = [seeded_generator(cfg.seed, stream=learner_stream(m)) for m in range(cfg.meta_batch)]
+        self.train_generators = [seeded_generator(cfg.seed, stream=learner_stream(m)) for m in self.members]
         self.eval_generator = seeded_generator(cfg.seed, stream=EVALUATION)
         subset_size = min(cfg.train_eval_size, data.train_images.shape[0])
         subset = torch.randperm(data.train_images.shape[0], generator=self.eval_generator)[:subset_size]
@@ -131,25 +154,31 @@ class MetaTrainer:
         cfg = self.cfg
         while self.step < cfg.outer_steps:
             started = time.perf_counter()
-            loss = meta_step(self.teacher, self.optimizer, cfg, self.data, self.train_generators)
+            loss = meta_step(self.teacher, self.optimizer, cfg, self.data, self.train_generators, self.world)
             self.schedule.step()
             self.step += 1
             step_seconds = time.perf_counter() - started
             lrs = tuple(self.teacher.hparams.lrs().tolist())
             momenta = tuple(self.teacher.hparams.momenta().tolist())
-            if self.step % cfg.eval_every and self.step != cfg.outer_steps:
+            if not (is_evaluation_step(self.step, cfg) and self.world.is_main):
                 yield StepRecord(self.step, loss, lrs, momenta, step_seconds)
                 continue
             started = time.perf_counter()
             test, train = evaluate(self.teacher, cfg, self.data, self.train_subset, self.eval_generator)
             yield StepRecord(self.step, loss, lrs, momenta, step_seconds, test, train, time.perf_counter() - started)
 
+    def synchronize(self) -> None:
+        """Every rank takes rank 0's teacher, inputs and inner hyper-parameters (a no-op in one process)."""
+        self.teacher.load_state_dict(broadcast_object(self.teacher.state_dict(), self.world))
+
     def state_dict(self) -> dict:
-        """Everything the next outer step depends on, as tensors and plain values."""
+        """Everything the next outer step depends on, as tensors and plain values; in a distributed world the
+        training streams of every rank's learners (gathered), so the state is the one-process run's."""
+        streams = [state for rank in gather_objects([g.get_state() for g in self.train_generators], self.world)
+                   for state in rank]
         return {"step": self.step, "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "train_generator": self.train_generators[0].get_state(),
-                "meta_batch_generators": [generator.get_state() for generator in self.train_generators[1:]],
-                "eval_generator": self.eval_generator.get_state()}
+                "schedule": self.schedule.state_dict(), "train_generator": streams[0],
+                "meta_batch_generators": streams[1:], "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()` of a trainer with the same config (or lower Adam lrs: they are rescaled)."""
@@ -160,9 +189,9 @@ class MetaTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self._rescale_lrs(base_lrs)
-        for generator, saved in zip(self.train_generators,
-                                    [state["train_generator"], *state.get("meta_batch_generators", [])]):
-            generator.set_state(saved)
+        streams = [state["train_generator"], *state.get("meta_batch_generators", [])]
+        for generator, member in zip(self.train_generators, self.members):
+            generator.set_state(streams[member])
         self.eval_generator.set_state(state["eval_generator"])
         self.step = state["step"]
 

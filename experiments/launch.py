@@ -1,0 +1,196 @@
+"""Running a study's cells: in this process, in a pool of processes, on Ray, each one process or torchrun ranks.
+
+`execute` never raises: what became of a cell is its Outcome. With `ranks` > 1 a training cell is launched as
+`python -m torch.distributed.run --standalone --nproc_per_node R experiments/mnist_experiment.py with ...` (gloo
+on CPU; rank 0 records the run) and its Outcome read back from the file store.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+
+from sacred.utils import SacredInterrupt
+
+from experiments.observers import attach_observers
+from experiments.study_plan import EXPERIMENT_NAMES, IGNORED_KEYS, TRAINING, Task, expected_config
+from tracking.stored_config import same_config
+from tracking.stores import FileStore
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a task."""
+
+    task: Task
+    status: str
+    run_id: str | None = None
+    result: object = None
+    seconds: float = 0.0
+    error: str = ""
+    reused: bool = False  # completed in an earlier invocation (resume)
+
+
+def execute(task: Task, runs_dir: str, mongo_url: str | None, threads: int, progress: bool, ranks: int = 1) -> Outcome:
+    """Run one task through Sacred in this process (a training task with `ranks` > 1: as torchrun ranks); never
+    raises (a failure is an Outcome)."""
+    import torch
+
+    if ranks > 1 and task.module == TRAINING:
+        return execute_ranks(task, runs_dir, mongo_url, threads, ranks)
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    try:
+        ex = importlib.import_module(task.module).ex
+        attach_observers(ex, runs_dir, mongo_url)
+        run = ex.run(named_configs=list(task.named_configs), config_updates={**task.updates, "progress": progress})
+        return Outcome(task, run.status, str(run._id), run.result, time.perf_counter() - started)
+    except Exception as error:  # one failing cell must not stop the study; Sacred recorded the run as FAILED
+        status = error.STATUS if isinstance(error, SacredInterrupt) else "FAILED"  # a stop signal: INTERRUPTED
+        return Outcome(task, status, None, None, time.perf_counter() - started, f"{type(error).__name__}: {error}")
+
+
+def sacred_updates(updates: dict) -> list[str]:
+    """`key=value` words of a Sacred command line for config updates (values as Python literals)."""
+    return [f"{key}={value!r}" for key, value in updates.items()]
+
+
+class ForwardTerm:
+    """While active (in the main thread), SIGTERM to this process is passed on to `pid` (torchrun passes it to its
+    ranks, whose runs checkpoint and end INTERRUPTED); SIGINT from a terminal reaches the ranks by itself."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.previous = pid, {}
+
+    def _handle(self, number, frame) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+
+    def __enter__(self) -> "ForwardTerm":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._handle),
+                             signal.SIGINT: signal.signal(signal.SIGINT, lambda number, frame: None)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def execute_ranks(task: Task, runs_dir: str, mongo_url: str | None, threads: int, ranks: int) -> Outcome:
+    """Launch a training task as `ranks` torchrun processes of `threads // ranks` threads each and read its Outcome
+    (status, run id, result) back from the file store: the run rank 0 recorded with the task's config."""
+    started = time.perf_counter()
+    store = FileStore(runs_dir)
+    before = {record.run_id for record in store.records(missing_ok=True)}
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": str(max(1, threads // ranks))}
+    env.pop("GTN_MONGO_URL", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+               str(REPO_ROOT / "experiments" / "mnist_experiment.py"), *(["--mongo", mongo_url] if mongo_url else []),
+               "with", *task.named_configs, *sacred_updates({**task.updates, "progress": False})]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    with ForwardTerm(process.pid):
+        _, err = process.communicate()
+    wanted = expected_config(task)
+    runs = [record for record in store.records(missing_ok=True) if record.run_id not in before
+            and record.name == EXPERIMENT_NAMES[TRAINING] and same_config(record.config, wanted, IGNORED_KEYS)]
+    seconds = time.perf_counter() - started
+    if not runs:
+        tail = " | ".join(line for line in err.splitlines()[-5:] if line.strip())
+        return Outcome(task, "FAILED", None, None, seconds, f"torchrun exited {process.returncode} before rank 0 "
+                       f"recorded a run: {tail}")
+    run = runs[-1]
+    error = "" if run.status == "COMPLETED" else f"torchrun exited {process.returncode}"
+    return Outcome(task, run.status, run.run_id, run.result, seconds, error)
+
+
+class StudyStop:
+    """While active, SIGTERM or SIGINT stop the study: no further cell starts, and SIGTERM is passed on to the
+    worker processes (SIGINT from a terminal reaches them by itself), whose runs checkpoint and end INTERRUPTED."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.workers: list[int] = []
+        self.previous: dict = {}
+
+    def _handle(self, number, frame) -> None:
+        self.received = number
+        if number == signal.SIGTERM:
+            for pid in self.workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def __enter__(self) -> "StudyStop":
+        if threading.current_thread() is threading.main_thread():  # only the main thread may take signals
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def run_all(tasks: list[Task], args: argparse.Namespace, runs_dir: Path) -> Iterator[Outcome]:
+    """Run tasks in this process, a process pool or Ray (each training task on `args.ranks` torchrun ranks),
+    yielding outcomes as they finish."""
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // args.workers)
+    common = (str(runs_dir), args.mongo)
+    ranks = getattr(args, "ranks", 1)
+    if args.ray:
+        yield from _run_on_ray(tasks, args, common)
+    elif args.workers == 1:
+        with StudyStop() as stop:
+            for task in tasks:
+                outcome = execute(task, *common, threads, sys.stderr.isatty(), ranks)
+                yield outcome
+                # In this process the run's own handler takes the signal; either way no further cell starts.
+                if stop.received is not None or outcome.status == "INTERRUPTED":
+                    break
+    else:
+        # At most one cell per worker is submitted at a time: the executor queues submitted cells where cancel()
+        # no longer reaches them, so after a stop signal they would still start.
+        queue = iter(tasks)
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
+            running = {pool.submit(execute, task, *common, threads, False, ranks)
+                       for task in islice(queue, args.workers)}
+            stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+                    task = next(queue, None) if stop.received is None else None
+                    if task is not None:  # cells not started after a stop stay to do for the next invocation
+                        running.add(pool.submit(execute, task, *common, threads, False, ranks))
+                        stop.workers = list(pool._processes)
+
+
+def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:
+    try:
+        import ray
+    except ImportError as error:
+        raise SystemExit("--ray needs Ray, which is not installed: pip install 'ray[default]'") from error
+    ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
+    threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, args.workers))
+    remote = ray.remote(num_cpus=threads)(execute)
+    pending = [remote.remote(task, *common, threads, False, getattr(args, "ranks", 1)) for task in tasks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])

@@ -1,0 +1,127 @@
+"""A study's plan: which cells are done in the store, which resume from a checkpoint, which run (and why).
+
+A cell counts as done when the store holds a COMPLETED run of its experiment with the same config (keys in
+IGNORED_KEYS aside); an INTERRUPTED or FAILED newest same-config run with a usable training.pt is continued
+(`resume_from`, and `resume_store` when the store is a MongoDB). Stored configs are compared in today's form
+(tracking.stored_config).
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gtn_core.checkpoint import training_state_step
+from tracking.stored_config import config_differences, same_config
+from tracking.stores import MongoStore, RunRecord, Store
+
+TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
+TUNED_SGD = "experiments.tuned_sgd"
+EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd"}
+# They change how a run looks or where it starts, not what it computes.
+IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
+RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One Sacred run to make: which experiment module, with which named configs and updates."""
+
+    label: str
+    module: str
+    named_configs: tuple[str, ...]
+    updates: dict = field(hash=False)
+
+
+def expected_config(task: Task) -> dict:
+    """The full Sacred config `task` would run with (built without running anything)."""
+    ex = importlib.import_module(task.module).ex
+    # Sacred has no public "resolve the config" call; _create_run builds the run without starting it.
+    return dict(ex._create_run(config_updates=dict(task.updates), named_configs=list(task.named_configs)).config)
+
+
+def completed_run(task: Task, runs: Iterable[RunRecord]) -> RunRecord | None:
+    """The newest COMPLETED run of the store with the task's experiment and config."""
+    wanted = expected_config(task)
+    matches = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+               and same_config(run.config, wanted, IGNORED_KEYS)]
+    return matches[-1] if matches else None
+
+
+def checkpoint_step(store: Store, run: RunRecord) -> int | None:
+    """The outer step of the run's training.pt (from GridFS in MongoDB); None when it has none or it is unreadable."""
+    try:
+        with store.local_artifact(run.run_id, "training.pt") as path:
+            return training_state_step(path)
+    except (KeyError, ValueError):
+        return None  # no checkpoint, or a truncated one: the cell is run again
+
+
+def resumable_run(task: Task, runs: Iterable[RunRecord], store: Store) -> tuple[RunRecord, int] | None:
+    """(run, checkpoint step) when the task's newest same-config run is INTERRUPTED/FAILED with a usable training.pt."""
+    wanted = expected_config(task)
+    matches = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module]
+               and same_config(run.config, wanted, IGNORED_KEYS)]
+    if not matches or matches[-1].status not in RESUMABLE_STATUSES:
+        return None
+    step = checkpoint_step(store, matches[-1])
+    if step is None or not 0 < step < wanted.get("outer_steps", 0):
+        return None
+    return matches[-1], step
+
+
+IDENTITY_KEYS = ("batch_size", "inner_steps", "seed", "dataset")  # what names a cell, with the task's own updates
+
+
+def why_not(task: Task, runs: list[RunRecord]) -> str:
+    """Why the newest COMPLETED stored run of the same cell (shape, seed, arm) does not count: every differing key."""
+    wanted = expected_config(task)
+    identity = (*IDENTITY_KEYS, *task.updates)
+    cell = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module] and run.status == "COMPLETED"
+            and not config_differences(run.config, {key: wanted[key] for key in identity if key in wanted})]
+    if not cell:
+        return ""
+    run = cell[-1]
+    return f" (stored run {run.run_id} differs: {'; '.join(config_differences(run.config, wanted, IGNORED_KEYS))})"
+
+
+@dataclass
+class Plan:
+    """What a study invocation finds in its store: cells done (with their run), cells to run, and of those the
+    ones continued from a checkpoint (label -> (run id, step))."""
+
+    done: list[tuple[Task, RunRecord]]
+    todo: list[Task]
+    resumes: dict[str, tuple[str, int]]
+
+
+def plan(tasks: list[Task], runs: list[RunRecord], store: Store) -> Plan:
+    """Split tasks into done and to do, the latter with `resume_from` (and, in MongoDB, `resume_store`) where a
+    checkpoint is left."""
+    result = Plan([], [], {})
+    for task in tasks:
+        run = completed_run(task, runs)
+        if run is not None:
+            result.done.append((task, run))
+            continue
+        resumable = resumable_run(task, runs, store)
+        if resumable is None:
+            result.todo.append(task)
+            continue
+        source, step = resumable
+        where = {"resume_store": store.location} if isinstance(store, MongoStore) else {}
+        result.todo.append(Task(task.label, task.module, task.named_configs,
+                                {**task.updates, "resume_from": source.run_id, **where}))
+        result.resumes[task.label] = (source.run_id, step)
+    return result
+
+
+def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
+    """One --dry-run line: done (run N), resume from run N (step S), or to run (and why a stored run differs)."""
+    done = {t.label: run for t, run in study.done}
+    if task.label in done:
+        return f"done (run {done[task.label].run_id})"
+    if task.label in study.resumes:
+        source, step = study.resumes[task.label]
+        return f"resume from run {source} (step {step})"
+    return "to run" + why_not(task, runs)
