@@ -21,7 +21,8 @@ from __future__ import annotations
 import pandas as pd
 
 from tracking.stored_config import upgrade_config
-from tracking.stores import FileStore, MongoStore, RunRecord, Store, StoreError, names_run, open_store  # noqa: F401
+from tracking.stores import (FileStore, MongoStore, RunRecord, Store, StoreError, open_store,  # noqa: F401
+                             referenced_run)
 
 TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_sgd"
 # (batch_size, inner_steps) -> experiment; "paper" is Such et al.'s MNIST shape (Fig. 1c)
@@ -114,11 +115,10 @@ def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] 
         .reset_index(drop=True)
 
 
-def _resumed_source(records: list[RunRecord], run: RunRecord, in_mongo: bool) -> list[RunRecord]:
-    """Candidates for the run `run` was resumed from (`resume_from`, an id of `resume_store`), oldest first."""
-    source, where = run.config["resume_from"], run.config.get("resume_store")
-    return [record for record in records if names_run(record, source, where, in_mongo) and record.name == run.name
-            and (record.start_time is None or run.start_time is None or record.start_time <= run.start_time)]
+def _resumed_source(records: list[RunRecord], run: RunRecord, in_mongo: bool) -> RunRecord | None:
+    """The run `run` was resumed from (`resume_from`, an id of `resume_store`), if this store holds it."""
+    return referenced_run(records, run.config["resume_from"], run.config.get("resume_store"), in_mongo, run.name,
+                          before=run.start_time)
 
 
 def resume_chain(records: list[RunRecord], run_id: str, in_mongo: bool = False) -> list[RunRecord]:
@@ -128,9 +128,9 @@ def resume_chain(records: list[RunRecord], run_id: str, in_mongo: bool = False) 
     chain = [by_id[str(run_id)]]
     while chain[0].config.get("resume_from") is not None:
         earlier = _resumed_source(records, chain[0], in_mongo)
-        if not earlier or earlier[-1] in chain:
+        if earlier is None or earlier in chain:
             break  # the source run is not in this store: the curve starts at the resumed step
-        chain.insert(0, earlier[-1])
+        chain.insert(0, earlier)
     return chain
 
 
@@ -175,16 +175,11 @@ def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) ->
 
 
 def _source_of(ablation, training: pd.DataFrame, in_mongo: bool) -> str | None:
-    """The store id of the teacher an ablation run used: its `source_run_id` is an id of its `source_store`
-    (`names_run`), and in MongoDB several file stores may share a database, so the newest such teacher that started
-    before the ablation wins."""
+    """The store id of the teacher an ablation run used (`source_run_id` in `source_store`: `referenced_run`)."""
     config = upgrade_config(ablation.config)  # `runs_dir` in older ablation runs
-    named = [names_run(row, config.get("source_run_id"), config.get("source_store"), in_mongo)
-             for row in training.itertuples()]
-    candidates = training[pd.Series(named, index=training.index, dtype=bool)]
-    if pd.notna(ablation.start_time):
-        candidates = candidates[candidates.start_time <= ablation.start_time]
-    return candidates.run_id.iloc[-1] if len(candidates) else None
+    teacher = referenced_run(list(training.itertuples()), config.get("source_run_id"), config.get("source_store"),
+                             in_mongo, TRAINING, before=ablation.start_time if pd.notna(ablation.start_time) else None)
+    return None if teacher is None else teacher.run_id
 
 
 def load_ablation(store: Store, runs: pd.DataFrame | None = None) -> pd.DataFrame:

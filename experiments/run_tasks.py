@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
-from experiments.study_plan import (ABLATION, TRAINING, TUNED_SGD, RunRecord, Task, completed_run,  # noqa: F401
-                                    dry_run_line, expected_config, plan)
+from experiments.study_plan import (ABLATION, TRAINING, TUNED_SGD, RunRecord, Task, completed_ablation,  # noqa: F401
+                                    completed_run, dry_run_line, expected_config, plan, teacher_reference)
 from gtn_core.config import VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
@@ -127,11 +127,10 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
     return tasks
 
 
-def ablation_task(training: Task, run_id: str, store: Store, args: argparse.Namespace) -> Task:
-    """The shuffle-ablation run for the finished training run `run_id` of `store`."""
+def ablation_task(training: Task, reference: dict, args: argparse.Namespace) -> Task:
+    """The shuffle-ablation run of the finished teacher of `training` that `reference` names."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
-    updates = {"source_run_id": run_id, "source_store": store.location}
-    return Task(f"{training.label} shuffle", ABLATION, smoke, updates)
+    return Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))
 
 
 def check_ranks(tasks: list[Task], ranks: int) -> None:
@@ -255,14 +254,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def ablation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
     """The shuffle ablation of every teacher of the grid that is COMPLETED in `store` and has none there yet (its
-    teacher.pt read from that store: GridFS in MongoDB)."""
+    teacher.pt read from the store the ablation names: this study's file store if it holds the teacher, else
+    `store`, GridFS in MongoDB)."""
     runs = store.records(missing_ok=True)
+    local = FileStore(runs_dir_of(args))
     teachers = [(task, completed_run(task, runs)) for task in grid if task.module == TRAINING]
-    tasks = [ablation_task(task, run.run_id, store, args) for task, run in teachers if run is not None]
-    study = plan(tasks, runs, store)
-    if tasks:
-        print(f"shuffle ablation: {len(tasks)} teachers ({len(study.done)} already done, {len(study.todo)} to run)")
-    return [reused(task, run) for task, run in study.done] + run_phase(study.todo, args, "ablation")
+    done, todo = [], []
+    for task, teacher in teachers:
+        if teacher is None:
+            continue
+        ablation = ablation_task(task, teacher_reference(teacher, store, local), args)
+        existing = completed_ablation(ablation, teacher, runs, store)
+        done.append((ablation, existing)) if existing is not None else todo.append(ablation)
+    if done or todo:
+        print(f"shuffle ablation: {len(done) + len(todo)} teachers ({len(done)} already done, {len(todo)} to run)")
+    return [reused(task, run) for task, run in done] + run_phase(todo, args, "ablation")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gtn_core.checkpoint import training_state_step
-from tracking.stored_config import config_differences, same_config
-from tracking.stores import MongoStore, RunRecord, Store
+from tracking.stored_config import config_differences, same_config, upgrade_config
+from tracking.stores import FileStore, MongoStore, RunRecord, Store, referenced_run
 
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
 TUNED_SGD = "experiments.tuned_sgd"
@@ -125,3 +125,34 @@ def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
         source, step = study.resumes[task.label]
         return f"resume from run {source} (step {step})"
     return "to run" + why_not(task, runs)
+
+
+REFERENCE_KEYS = ("source_run_id", "source_store")  # how an ablation names its teacher: compared by what they name
+
+
+def teacher_reference(teacher: RunRecord, store: Store, local: FileStore) -> dict:
+    """The ablation config naming `teacher` of `store`: by its file-store id when this study's file store `local`
+    holds the same run (MongoDB planning on the machine that trained it), else by `store`'s own id."""
+    if isinstance(store, MongoStore):
+        for record in local.records(missing_ok=True):
+            if (record.run_id, record.name, record.status, record.config) == \
+                    (teacher.file_store_id, teacher.name, "COMPLETED", teacher.config):
+                return {"source_run_id": record.run_id, "source_store": local.location}
+    return {"source_run_id": teacher.run_id, "source_store": store.location}
+
+
+def completed_ablation(task: Task, teacher: RunRecord, runs: list[RunRecord], store: Store) -> RunRecord | None:
+    """The newest COMPLETED ablation in `runs` of the same config whose reference names `teacher`, however it
+    names it (a file-store id or `store`'s own)."""
+    wanted = expected_config(task)
+    in_mongo = isinstance(store, MongoStore)
+    for run in reversed(runs):
+        if run.name != EXPERIMENT_NAMES[task.module] or run.status != "COMPLETED" \
+                or not same_config(run.config, wanted, IGNORED_KEYS + REFERENCE_KEYS):
+            continue
+        config = upgrade_config(run.config)
+        named = referenced_run(runs, config.get("source_run_id"), config.get("source_store"), in_mongo,
+                               teacher.name, before=run.start_time)
+        if named is not None and named.run_id == teacher.run_id:
+            return run
+    return None

@@ -248,3 +248,12 @@ def names_run(record: RunRecord, source_id, where, in_mongo: bool) -> bool:
     if is_mongo_url(where):
         return in_mongo and record.run_id == str(source_id)
     return record.file_store_id == str(source_id)
+
+
+def referenced_run(records, source_id, where, in_mongo: bool, name: str, before=None):
+    """The run of experiment `name` that a stored reference (`source_id` in the store `where`, see `names_run`)
+    names among `records` (RunRecords or rows with the same fields): in a MongoDB shared by several file stores
+    file-store ids repeat, so the newest match that started no later than `before` (if given); None if absent."""
+    matches = [record for record in records if record.name == name and names_run(record, source_id, where, in_mongo)
+               and (before is None or record.start_time is None or record.start_time <= before)]
+    return matches[-1] if matches else None
