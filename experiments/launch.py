@@ -100,8 +100,8 @@ def execute_ranks(task: Task, runs_dir: str, mongo_url: str | None, threads: int
     env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": str(max(1, threads // ranks))}
     env.pop("GTN_MONGO_URL", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
-               str(REPO_ROOT / "experiments" / "mnist_experiment.py"), *(["--mongo", mongo_url] if mongo_url else []),
-               "with", *task.named_configs, *sacred_updates({**task.updates, "progress": False})]
+               str(REPO_ROOT / "experiments" / "mnist_experiment.py"), "with", *task.named_configs,
+               *sacred_updates({**task.updates, "progress": False}), *(["--mongo", mongo_url] if mongo_url else [])]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     with ForwardTerm(process.pid):

@@ -1,8 +1,8 @@
-"""One rank of the distributed tests: `python tests/distributed_rank.py train OUT META_BATCH OUTER_STEPS [FLOAT32]`.
+"""One rank of the distributed tests: `python tests/distributed_rank.py train OUT META_BATCH OUTER_STEPS [CHECKPOINT]`.
 
 Joins the gloo group that MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE describe, meta-trains the tiny GTN of the
-tests on synthetic data (float64 unless FLOAT32 is 1) and saves its teacher state and meta-losses to
-OUT/rank<r>.pt; OUT/rank<r>.started marks the first outer step done.
+tests on synthetic data in float64 (with `checkpoint_unroll` when CHECKPOINT is 1) and saves its teacher state and
+meta-losses to OUT/rank<r>.pt; OUT/rank<r>.started marks the first outer step done.
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ def tiny_data() -> RealData:
     return RealData(images, labels, images[:32], labels[:32])
 
 
-def train_tiny(meta_batch: int, outer_steps: int, started: Path | None = None) -> dict:
+def train_tiny(meta_batch: int, outer_steps: int, started: Path | None = None, checkpoint: bool = False) -> dict:
     """Meta-train the tiny GTN in this process's world; its teacher state and the meta-losses."""
-    cfg = tiny_config(meta_batch=meta_batch, outer_steps=outer_steps, eval_every=outer_steps)
+    cfg = tiny_config(meta_batch=meta_batch, outer_steps=outer_steps, eval_every=outer_steps,
+                      checkpoint_unroll=checkpoint)
     trainer = MetaTrainer(GTN(cfg), cfg, tiny_data(), current_world())
     trainer.synchronize()
     losses = []
@@ -44,11 +45,11 @@ def train_tiny(meta_batch: int, outer_steps: int, started: Path | None = None) -
 def main(argv: list[str]) -> None:
     """Train as one rank and save the result."""
     _, out, meta_batch, outer_steps, *rest = argv
-    if not (rest and rest[0] == "1"):
-        torch.set_default_dtype(torch.float64)
+    torch.set_default_dtype(torch.float64)
     world = init_from_environment()  # $GTN_DIST_TIMEOUT_S
     out = Path(out)
-    result = train_tiny(int(meta_batch), int(outer_steps), out / f"rank{world.rank}.started")
+    result = train_tiny(int(meta_batch), int(outer_steps), out / f"rank{world.rank}.started",
+                        checkpoint=bool(rest and rest[0] == "1"))
     torch.save(result, out / f"rank{world.rank}.pt")
 
 

@@ -52,17 +52,18 @@ def test_a_collective_timeout_that_is_not_a_positive_number_is_named():
             collective_timeout(bad)
 
 
-def test_two_gloo_ranks_end_with_the_teacher_of_one_process_with_meta_batch_two(tmp_path, float64):
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpoint_unroll"])
+def test_two_gloo_ranks_end_with_the_teacher_of_one_process_with_meta_batch_two(tmp_path, float64, checkpoint):
     from distributed_rank import train_tiny
 
-    ranks = launch_ranks(2, "train", tmp_path, 2, 3)
+    ranks = launch_ranks(2, "train", tmp_path, 2, 3, int(checkpoint))
     for process in ranks:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, out + err
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank: float sums then run in the same order
     try:
-        single = train_tiny(meta_batch=2, outer_steps=3)
+        single = train_tiny(meta_batch=2, outer_steps=3, checkpoint=checkpoint)
     finally:
         torch.set_num_threads(threads)
     states = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
@@ -74,7 +75,7 @@ def test_two_gloo_ranks_end_with_the_teacher_of_one_process_with_meta_batch_two(
 
 
 def test_a_rank_that_dies_stops_the_other_with_an_error_within_the_timeout(tmp_path):
-    ranks = launch_ranks(2, "train", tmp_path, 2, 100_000, 1, timeout_s=30)  # far more steps than the test waits
+    ranks = launch_ranks(2, "train", tmp_path, 2, 100_000, timeout_s=30)  # far more steps than the test waits
     deadline = time.monotonic() + 120
     while not (tmp_path / "rank1.started").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -138,8 +139,8 @@ def test_torchrun_records_one_run_that_matches_one_process_and_resumes_after_sig
 
 
 @pytest.mark.usefixtures("mnist_ready")
-def test_run_tasks_runs_a_cell_on_two_ranks_which_a_one_process_invocation_counts_as_done(tmp_path):
-    from tracking.stores import FileStore
+def test_run_tasks_runs_a_cell_on_two_ranks_which_a_one_process_invocation_counts_as_done(tmp_path, mongo_base):
+    from tracking.stores import FileStore, MongoStore
 
     def study(*args):
         env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
@@ -150,9 +151,14 @@ def test_run_tasks_runs_a_cell_on_two_ranks_which_a_one_process_invocation_count
     refused = study("--ranks", "2")
     assert refused.returncode != 0 and "cell 'c learned s0' has meta_batch=1; expected a multiple" in refused.stderr
     assert not tmp_path.exists() or not FileStore(tmp_path).records(missing_ok=True)
-    ranked = study("--ranks", "2", "--meta-batch", "2")
+    url = f"{mongo_base}/ranks"
+    ranked = study("--ranks", "2", "--meta-batch", "2", "--mongo", url)
     assert ranked.returncode == 0, ranked.stdout + ranked.stderr
     (run,) = FileStore(tmp_path).records()
+    mongo = MongoStore(url)
+    (logged,) = mongo.records()  # rank 0 alone reports to MongoDB too
+    assert (logged.file_store_id, logged.status, mongo.info(logged.run_id)["ranks"]) == (run.run_id, "COMPLETED", 2)
+    mongo.close()
     assert (run.status, run.config["meta_batch"], FileStore(tmp_path).info(run.run_id)["ranks"]) == ("COMPLETED", 2, 2)
     assert f"c learned s0                COMPLETED      {run.run_id}" in ranked.stdout
     again = study("--meta-batch", "2")
