@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from analysis import results
 from record import command_line, entry, merge_results
 
 from analysis.results import (TRAINING, TUNED_SGD, FileStore, baselines_table, curricula_table, load_metrics, load_runs,
@@ -78,7 +79,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{study}: {total:.0f} min of runs")
         entries.append(entry(f"{study}_study_run_minutes", round(total, 1), "min", None, command,
                              note="sum of the runs' wall times"))
+    entries += paper_shape_entries(args.runs_dir, command)
     merge_results(entries)
+
+
+def paper_shape_entries(runs_dir: Path, command: str) -> list[dict]:
+    """The best test accuracy and minutes of the newest full-curriculum run at the paper's shape, if any."""
+    store = results.open_store(runs_dir=runs_dir)
+    runs = results.select_runs(results.load_runs(store), teacher="gtn", curriculum="full")
+    runs = runs[runs.experiment == "paper"]
+    if runs.empty:
+        return []
+    run = runs.iloc[-1]
+    curve = results.load_metrics(store, [run.run_id], names=["test_accuracy"])
+    print(f"paper shape: run {run.run_id}, {run.outer_steps} outer steps, best {curve.value.max():.4f}, "
+          f"{run.wall_seconds / 60:.1f} min")
+    return [entry("paper_shape_best_accuracy", round(float(curve.value.max()), 4), "accuracy", 0.989, command,
+                  note=f"run {run.run_id}: {run.outer_steps} outer steps in {run.wall_seconds / 60:.1f} min on 2 "
+                       "cores; target: the paper's value after 2,000 outer steps")]
 
 
 if __name__ == "__main__":
