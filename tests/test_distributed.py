@@ -163,3 +163,25 @@ def test_run_tasks_runs_a_cell_on_two_ranks_which_a_one_process_invocation_count
     assert f"c learned s0                COMPLETED      {run.run_id}" in ranked.stdout
     again = study("--meta-batch", "2")
     assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.usefixtures("mnist_ready")
+def test_sigterm_to_a_study_on_ranks_reaches_the_ranks_which_checkpoint_and_end_interrupted(tmp_path):
+    from tracking.stores import FileStore
+
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+    env.pop("GTN_MONGO_URL", None)
+    study = subprocess.Popen([sys.executable, "experiments/run_tasks.py", "--profile", "smoke", "--only", "c",
+                              "--variants", "learned", "--no-ablation", "--workers", "1", "--ranks", "2",
+                              "--meta-batch", "2", "--outer-steps", "400"], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("*/training.pt")) and time.monotonic() < deadline and study.poll() is None:
+        time.sleep(0.5)
+    assert list(tmp_path.glob("*/training.pt")), "the cell should have checkpointed"
+    sent = time.monotonic()
+    study.send_signal(signal.SIGTERM)
+    out, err = study.communicate(timeout=120)
+    assert time.monotonic() - sent < 60 and study.returncode == 1, out + err
+    assert "INTERRUPTED" in out and "stopped by a signal" in out, out
+    assert [run.status for run in FileStore(tmp_path).records()] == ["INTERRUPTED"]
