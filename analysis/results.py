@@ -174,10 +174,11 @@ def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) ->
     return metrics.astype({"step": "int64", "value": "float64"})
 
 
-def _source_of(ablation, training: pd.DataFrame, in_mongo: bool) -> str | None:
-    """The store id of the teacher an ablation run used (`source_run_id` in `source_store`: `referenced_run`)."""
+def _source_of(ablation, training: list, in_mongo: bool) -> str | None:
+    """The store id of the teacher an ablation run used (`source_run_id` in `source_store`: `referenced_run`)
+    among the training runs' rows."""
     config = upgrade_config(ablation.config)  # `runs_dir` in older ablation runs
-    teacher = referenced_run(list(training.itertuples()), config.get("source_run_id"), config.get("source_store"),
+    teacher = referenced_run(training, config.get("source_run_id"), config.get("source_store"),
                              in_mongo, TRAINING, before=ablation.start_time if pd.notna(ablation.start_time) else None)
     return None if teacher is None else teacher.run_id
 
@@ -189,9 +190,9 @@ def load_ablation(store: Store, runs: pd.DataFrame | None = None) -> pd.DataFram
     training = runs[runs.name == TRAINING].sort_values("start_time", kind="stable")
     ablations = runs[(runs.name == ABLATION) & (runs.status == "COMPLETED")]
     columns = ["run_id", "source_run_id", "order", "repeat", "accuracy", *CELL_KEYS]
-    rows = []
+    rows, teachers = [], list(training.itertuples())
     for ablation in ablations.itertuples():
-        source_id = _source_of(ablation, training, isinstance(store, MongoStore))
+        source_id = _source_of(ablation, teachers, isinstance(store, MongoStore))
         teacher = training[training.run_id == source_id].iloc[0] if source_id is not None else None
         cell = [teacher[key] if teacher is not None else None for key in CELL_KEYS]
         for name, (steps, values) in store.metric_series(ablation.run_id).items():

@@ -181,14 +181,10 @@ def load_checkpoint_of(cfg: GTNConfig, store: Store, source: RunRecord) -> dict:
     """`source`'s training state (its training.pt, from GridFS in MongoDB), checked against `cfg`; ValueError naming
     the run when the file is missing, unreadable or of another config."""
     try:
+        on_disk = store.artifact_path(source.run_id, "training.pt")  # None in GridFS: name the run, not the copy
         with store.local_artifact(source.run_id, "training.pt") as path:
-            try:
-                return load_training_state(path, cfg)
-            except ValueError as error:
-                if store.artifact_path(source.run_id, "training.pt") is None:  # a download: name the run, not the copy
-                    raise ValueError(str(error).replace(str(path), f"training.pt of run {source.run_id} of the "
-                                                                   f"{store.label}")) from error
-                raise
+            return load_training_state(path, cfg, name=str(on_disk) if on_disk else
+                                       f"training.pt of run {source.run_id} of the {store.label}")
     except KeyError:
         raise ValueError(f"run {source.run_id} of the {store.label} has no training.pt (expected a run that wrote "
                          "a training checkpoint)") from None

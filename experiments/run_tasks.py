@@ -258,12 +258,13 @@ def ablation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> 
     `store`, GridFS in MongoDB)."""
     runs = store.records(missing_ok=True)
     local = FileStore(runs_dir_of(args))
+    local_runs = local.records(missing_ok=True) if isinstance(store, MongoStore) else []
     teachers = [(task, completed_run(task, runs)) for task in grid if task.module == TRAINING]
     done, todo = [], []
     for task, teacher in teachers:
         if teacher is None:
             continue
-        ablation = ablation_task(task, teacher_reference(teacher, store, local), args)
+        ablation = ablation_task(task, teacher_reference(teacher, store, local, local_runs), args)
         existing = completed_ablation(ablation, teacher, runs, store)
         done.append((ablation, existing)) if existing is not None else todo.append(ablation)
     if done or todo:

@@ -7,6 +7,7 @@ IGNORED_KEYS aside); an INTERRUPTED or FAILED newest same-config run with a usab
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,12 @@ class Task:
 
 
 def expected_config(task: Task) -> dict:
-    """The full Sacred config `task` would run with (built without running anything)."""
+    """The full Sacred config `task` would run with (built without running anything; once per task)."""
+    return dict(_resolved_config(task))
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_config(task: Task) -> dict:
     ex = importlib.import_module(task.module).ex
     # Sacred has no public "resolve the config" call; _create_run builds the run without starting it.
     return dict(ex._create_run(config_updates=dict(task.updates), named_configs=list(task.named_configs)).config)
@@ -130,11 +136,12 @@ def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
 REFERENCE_KEYS = ("source_run_id", "source_store")  # how an ablation names its teacher: compared by what they name
 
 
-def teacher_reference(teacher: RunRecord, store: Store, local: FileStore) -> dict:
+def teacher_reference(teacher: RunRecord, store: Store, local: FileStore, local_runs: list[RunRecord]) -> dict:
     """The ablation config naming `teacher` of `store`: by its file-store id when this study's file store `local`
-    holds the same run (MongoDB planning on the machine that trained it), else by `store`'s own id."""
+    (whose records are `local_runs`) holds the same run (MongoDB planning on the machine that trained it), else by
+    `store`'s own id."""
     if isinstance(store, MongoStore):
-        for record in local.records(missing_ok=True):
+        for record in local_runs:
             if (record.run_id, record.name, record.status, record.config) == \
                     (teacher.file_store_id, teacher.name, "COMPLETED", teacher.config):
                 return {"source_run_id": record.run_id, "source_store": local.location}

@@ -68,14 +68,15 @@ def save_training_state(state: dict, cfg: GTNConfig, path: str | Path) -> Path:
     return path
 
 
-def _read_training_payload(path: str | Path, mmap: bool = False) -> dict:
+def _read_training_payload(path: str | Path, mmap: bool = False, name: str | None = None) -> dict:
+    name = name or str(path)  # what messages call the file
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # torch raises many types for truncated or corrupt files; name the file either way
-        raise ValueError(f"{path}: not a readable training state ({type(error).__name__}: {error})") from error
+        raise ValueError(f"{name}: not a readable training state ({type(error).__name__}: {error})") from error
     if not isinstance(payload, dict) or payload.get("kind") != "training_state" \
             or payload.get("format_version") != TRAINING_FORMAT_VERSION:
-        raise ValueError(f"{path}: expected a gtn-lab training state with format_version={TRAINING_FORMAT_VERSION}")
+        raise ValueError(f"{name}: expected a gtn-lab training state with format_version={TRAINING_FORMAT_VERSION}")
     return payload
 
 
@@ -97,18 +98,20 @@ def resume_differences(stored: GTNConfig, cfg: GTNConfig) -> list[str]:
     return problems
 
 
-def load_training_state(path: str | Path, cfg: GTNConfig) -> dict:
-    """The MetaTrainer state saved at `path`, checked against `cfg`: ValueError naming the file and what differs.
+def load_training_state(path: str | Path, cfg: GTNConfig, name: str | None = None) -> dict:
+    """The MetaTrainer state saved at `path`, checked against `cfg`: ValueError naming the file (or `name`, e.g. for
+    a downloaded copy) and what differs.
 
     `cfg` must equal the saved config except `LOWERABLE_ON_RESUME`, which may be lower (MetaTrainer.load_state_dict
     then rescales Adam's learning rates to `cfg`'s).
     """
-    payload = _read_training_payload(path)
+    name = name or str(path)
+    payload = _read_training_payload(path, name=name)
     try:
         stored = config_from_dict(payload["config"])
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: its config does not build ({error})") from error
+        raise ValueError(f"{name}: its config does not build ({error})") from error
     differences = resume_differences(stored, cfg)
     if differences:
-        raise ValueError(f"{path}: saved with another config, cannot resume: {'; '.join(differences)}")
+        raise ValueError(f"{name}: saved with another config, cannot resume: {'; '.join(differences)}")
     return payload["state"]
