@@ -29,7 +29,7 @@ from gtn_core.config import UPSAMPLINGS, GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.seeds import seeded_generator
-from gtn_core.learner import MaxPool2x2
+from gtn_core.learners.layers import MaxPool2x2
 from gtn_core.meta import RealData, meta_step, to_real_data
 from gtn_core.teachers import GTN
 

@@ -23,7 +23,7 @@ from gtn_core.config import GTNConfig
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.seeds import seeded_generator
-from gtn_core.learner import init_learner
+from gtn_core.learners import init_learner
 from gtn_core.meta import to_real_data
 from gtn_core.unroll import initial_state, learner_logits, unroll
 from gtn_core.teachers import GTN

@@ -5,6 +5,7 @@
     python experiments/run_tasks.py --only a --variants learned,random --seeds 3 --outer-steps 300
     python experiments/run_tasks.py --study curricula --seeds 3   # the paper's four curricula at B's shape
     python experiments/run_tasks.py --study baselines --seeds 3   # GTN vs real data, tuned SGD, distillation
+    python experiments/run_tasks.py --study normalisation --seeds 3   # the learner's normalisation, at B's shape
     python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
     python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
     python experiments/run_tasks.py --only a --ranks 2 --meta-batch 2 --workers 1   # each cell on 2 torchrun ranks
@@ -15,7 +16,8 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
   per finished teacher;
 - curricula: a GTN with curriculum full, shuffled_batch, all_shuffled (learned inputs) and none (variant random);
 - baselines: the GTN (full, learned), real data with learned lr/momentum, distillation (mnist_experiment.py) and
-  plain SGD with a tuned constant lr and momentum (tuned_sgd.py).
+  plain SGD with a tuned constant lr and momentum (tuned_sgd.py);
+- normalisation: the learner normalised by batch / weight / weight_mean_only / none (200 outer steps).
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
 Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
@@ -41,7 +43,7 @@ from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
 from experiments.study_plan import (ABLATION, TRAINING, TUNED_SGD, RunRecord, Task, completed_ablation,  # noqa: F401
                                     completed_run, dry_run_line, expected_config, plan, teacher_reference)
-from gtn_core.config import VARIANTS
+from gtn_core.config import NORMALISATIONS, VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
 
@@ -53,13 +55,17 @@ STUDY_ARMS = {
                   ("shuffled_batch", TRAINING, {"curriculum": "shuffled_batch", "variant": "learned"}),
                   ("all_shuffled", TRAINING, {"curriculum": "all_shuffled", "variant": "learned"}),
                   ("none", TRAINING, {"curriculum": "none", "variant": "random"})],
+    "normalisation": [(name, TRAINING, {"learner.normalisation": name}) for name in NORMALISATIONS],
     "baselines": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
                   ("real_data", TRAINING, {"teacher": "real_data"}),
                   ("tuned_sgd", TUNED_SGD, {}),
                   ("distillation", TRAINING, {"teacher": "distillation"})],
 }
 STUDIES = ("goodai", *STUDY_ARMS)
-DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"]}
+DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"]}
+# Studies whose cells train for fewer outer steps than the experiment's default (--outer-steps overrides): the
+# normalisation study's 4 arms x 3 seeds x 2 datasets fit in about 2 hours on 2 cores at 200.
+STUDY_OUTER_STEPS = {"normalisation": 200}
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -111,15 +117,16 @@ def study_arms(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
 
 
 def training_tasks(args: argparse.Namespace) -> list[Task]:
-    """One task per (shape, arm, seed) of the study's grid, shapes outermost."""
+    """One task per (shape, seed, arm) of the study's grid, shapes outermost, then seeds (every arm's seed 0 first)."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
     tasks = []
     for experiment in args.only or DEFAULT_SHAPES[args.study]:
-        for arm, module, arm_updates in study_arms(args):
-            for seed in range(args.seeds):
+        for seed in range(args.seeds):
+            for arm, module, arm_updates in study_arms(args):
                 updates = {**arm_updates, "seed": seed, "dataset": args.dataset}
-                if args.outer_steps is not None and module == TRAINING:
-                    updates["outer_steps"] = args.outer_steps
+                outer_steps = args.outer_steps or STUDY_OUTER_STEPS.get(args.study)
+                if outer_steps is not None and module == TRAINING:
+                    updates["outer_steps"] = outer_steps
                 if args.meta_batch is not None and module == TRAINING:
                     updates["meta_batch"] = args.meta_batch
                 # smoke first: its tiny networks stay, the experiment's batch size and step count win

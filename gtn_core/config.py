@@ -17,6 +17,10 @@ UNROLL_BACKENDS = ("func", "higher")
 BN_MODES = ("train", "eval")
 LR_SCHEDULES = ("constant", "cosine")
 UPSAMPLINGS = ("nearest", "transposed")
+POOLINGS = ("max", "avg", "none")
+HEADS = ("flatten", "global_avg")
+NORMALISATIONS = ("batch", "weight", "weight_mean_only", "none")
+LEARNER_SAMPLINGS = ("fixed", "random_width", "random_preset")
 
 
 def knob(default, doc: str):
@@ -61,9 +65,15 @@ class GeneratorConfig:
     negative_slope: float = knob(0.1, "LeakyReLU slope")
     upsampling: str = knob("nearest", "each x2: nearest (+3x3 conv, GoodAI's) | transposed (4x4 stride-2 transposed "
                                       "conv: ~2.3x fewer multiply-adds, plateaus lower)")
+    weight_norm: bool = knob(False, "weight normalisation on every linear and conv layer (the paper code's)")
 
     def __post_init__(self) -> None:
         _require_choice("GeneratorConfig", "upsampling", self.upsampling, UPSAMPLINGS)
+        if not isinstance(self.weight_norm, bool):
+            raise ValueError(f"GeneratorConfig.weight_norm={self.weight_norm!r}: expected True or False")
+        if self.weight_norm and self.upsampling == "transposed":
+            raise ValueError("GeneratorConfig.weight_norm=True with upsampling='transposed': weight norm covers the "
+                             "linear and conv layers of upsampling='nearest' only")
         _require_int("GeneratorConfig", noise_size=self.noise_size, num_classes=self.num_classes,
                      hidden_size=self.hidden_size, base_channels=self.base_channels,
                      image_channels=self.image_channels, image_size=self.image_size)
@@ -74,9 +84,23 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """Small CNN: (conv3x3-BN-LeakyReLU-maxpool) per entry of `channels`, then a linear layer (+BN on logits)."""
+    """A learner family as data: conv layers (width, kernel, stride, pooling), a head, a normalisation.
 
-    channels: tuple[int, ...] = knob((32, 64), "output channels of each conv block (one max-pool per block)")
+    Each conv layer is conv -> normalisation -> LeakyReLU -> pooling; the head flattens (or global-average-pools)
+    the features, runs its hidden layers (linear -> normalisation -> LeakyReLU) and a linear classifier, then
+    optionally BatchNorm on the logits. `kernels`, `strides` and `pooling` take one value for every conv layer or
+    a tuple with one per layer. The defaults are GoodAI's learner (preset `goodai`); `gtn_core.learners.presets`
+    names the paper code's learners.
+    """
+
+    channels: tuple[int, ...] = knob((32, 64), "output channels of each conv layer (() for an MLP)")
+    kernels: int | tuple[int, ...] = knob(3, "odd kernel side of every conv layer, or one per layer (padding k // 2)")
+    strides: int | tuple[int, ...] = knob(1, "stride of every conv layer, or one per layer")
+    pooling: str | tuple[str, ...] = knob("max", "after every conv layer, or one per layer: max | avg (2x2) | none")
+    head: str = knob("flatten", "flatten | global_avg (mean over each feature map) before the hidden layers")
+    hidden: tuple[int, ...] = knob((), "widths of the head's hidden layers before the linear classifier")
+    normalisation: str = knob("batch", "batch (BatchNorm) | weight (weight norm) | weight_mean_only (weight norm and "
+                                       "the paper code's mean-only BatchNorm) | none")
     num_classes: int = knob(10, "classes of the learner's output")
     image_channels: int = knob(1, "channels of an input image")
     image_size: int = knob(28, "side of an input image")
@@ -84,15 +108,56 @@ class LearnerConfig:
     logit_batch_norm: bool = knob(True, "BatchNorm on the logits (GoodAI's; without it a 20-step learner barely trains)")
 
     def __post_init__(self) -> None:
-        if not self.channels or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in self.channels):
-            raise ValueError(f"LearnerConfig.channels={self.channels!r}: expected a non-empty tuple of positive ints")
+        for name in ("channels", "kernels", "strides", "pooling", "hidden"):
+            if isinstance(getattr(self, name), list):  # a config read back from a stored run or the command line
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        _require_widths("channels", self.channels)
+        _require_widths("hidden", self.hidden)
+        _require_choice("LearnerConfig", "head", self.head, HEADS)
+        _require_choice("LearnerConfig", "normalisation", self.normalisation, NORMALISATIONS)
         _require_int("LearnerConfig", num_classes=self.num_classes, image_channels=self.image_channels,
                      image_size=self.image_size)
-        if self.image_size % (2 ** len(self.channels)):
-            raise ValueError(f"LearnerConfig.image_size={self.image_size}: expected divisibility by "
-                             f"2**{len(self.channels)} (one max-pool per conv block)")
+        for kernel in self.layer_values("kernels"):
+            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+                raise ValueError(f"LearnerConfig.kernels={self.kernels!r}: expected odd positive ints")
+        for stride in self.layer_values("strides"):
+            _require_int("LearnerConfig", strides=stride)
+        for pooling in self.layer_values("pooling"):
+            _require_choice("LearnerConfig", "pooling", pooling, POOLINGS)
+        if self.head == "global_avg" and not self.channels:
+            raise ValueError("LearnerConfig.head='global_avg' with channels=(): global pooling needs conv layers")
         if not isinstance(self.logit_batch_norm, bool):
             raise ValueError(f"LearnerConfig.logit_batch_norm={self.logit_batch_norm!r}: expected True or False")
+        self.feature_side()  # raises when the layers shrink the image away
+
+    def layer_values(self, name: str) -> tuple:
+        """`kernels`, `strides` or `pooling` as one value per conv layer; ValueError when a tuple's length differs."""
+        value = getattr(self, name)
+        if not isinstance(value, tuple):
+            return (value,) * len(self.channels)
+        if len(value) != len(self.channels):
+            raise ValueError(f"LearnerConfig.{name}={value!r}: expected one value or {len(self.channels)} (one per "
+                             f"conv layer of channels={self.channels!r})")
+        return value
+
+    def feature_side(self) -> int:
+        """Side of the last conv layer's feature maps (the image side for an MLP); ValueError when it reaches 0."""
+        side = self.image_size
+        layers = zip(self.layer_values("kernels"), self.layer_values("strides"), self.layer_values("pooling"))
+        for index, (kernel, stride, pooling) in enumerate(layers):
+            side = (side - 1) // stride + 1  # padding kernel // 2 keeps the side before the stride
+            if pooling != "none":
+                if side < 2:
+                    raise ValueError(f"LearnerConfig: conv layer {index} pools a {side}x{side} map of an "
+                                     f"image_size={self.image_size} input; expected at least 2x2 (fewer pooling "
+                                     "layers or strides)")
+                side //= 2
+        return side
+
+
+def _require_widths(name: str, widths) -> None:
+    if not isinstance(widths, tuple) or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in widths):
+        raise ValueError(f"LearnerConfig.{name}={widths!r}: expected a tuple of positive ints")
 
 
 @dataclass(frozen=True)
@@ -112,7 +177,12 @@ class GTNConfig:
     eval_every: int = knob(25, "outer steps between evaluations (a fresh learner scored on all 10k test images)")
     noise_distribution: str = knob("normal", "generator inputs: normal (N(0,1)) | uniform (U(-1,1))")
     generator: GeneratorConfig = knob(GeneratorConfig, "the GTN's generator network")
-    learner: LearnerConfig = knob(LearnerConfig, "the learner trained in the inner loop")
+    learner: LearnerConfig = knob(LearnerConfig, "the learner trained in the inner loop (and scored at evaluations)")
+    learner_sampling: str = knob("fixed", "meta-training learners: fixed (`learner`) | random_width (its widths "
+                                          "drawn in [w/2, 2w) per outer step, the paper's randomize_width) | "
+                                          "random_preset (one of `learner_presets` per outer step)")
+    learner_presets: tuple[str, ...] = knob(("base", "base_fc", "base_larger3", "linear"),
+                                            "learner_sampling=random_preset: the presets drawn from")
     teacher_lr: float = knob(1e-3, "Adam lr of the generator's weights")
     inputs_lr: float = knob(1e-2, "Adam lr of the learned inputs (GTN noise or distilled pixels)")
     hyper_lr: float = knob(1e-2, "Adam lr of the per-step log inner lr and logit momentum")
@@ -140,6 +210,8 @@ class GTNConfig:
         _require_choice("GTNConfig", "unroll_backend", self.unroll_backend, UNROLL_BACKENDS)
         _require_choice("GTNConfig", "bn_mode", self.bn_mode, BN_MODES)
         _require_choice("GTNConfig", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _require_choice("GTNConfig", "learner_sampling", self.learner_sampling, LEARNER_SAMPLINGS)
+        self._check_presets()
         _require_positive("GTNConfig", teacher_lr=self.teacher_lr, inputs_lr=self.inputs_lr, hyper_lr=self.hyper_lr,
                           inner_lr_init=self.inner_lr_init, grad_clip=self.grad_clip)
         _require_int("GTNConfig", batch_size=self.batch_size, inner_steps=self.inner_steps,
@@ -155,6 +227,16 @@ class GTNConfig:
             raise ValueError(f"GTNConfig.inner_momentum_init={self.inner_momentum_init!r}: expected a value in (0, 1)")
         self._check_teacher()
         self._check_shapes()
+
+    def _check_presets(self) -> None:
+        from gtn_core.learners.presets import PRESETS  # the presets are LearnerConfigs, defined after this module
+
+        if isinstance(self.learner_presets, list):
+            object.__setattr__(self, "learner_presets", tuple(self.learner_presets))
+        unknown = [name for name in self.learner_presets if name not in PRESETS]
+        if unknown or not self.learner_presets:
+            raise ValueError(f"GTNConfig.learner_presets={self.learner_presets!r}: expected names among "
+                             f"{', '.join(PRESETS)}")
 
     def _check_teacher(self) -> None:
         if self.teacher != "gtn":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from gtn_core.config import GTNConfig
-from gtn_core.learner import Learner, init_learner
+from gtn_core.learners import Learner, init_learner
 from gtn_core.teachers import Curriculum, Teacher
 from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 

@@ -15,7 +15,8 @@ from gtn_core.distributed import World, broadcast_object, current_world, gather_
 from gtn_core.evaluate import accuracy, meta_test
 from gtn_core.seeds import EVALUATION, learner_stream, seeded_generator
 from gtn_core.teachers import Teacher
-from gtn_core.learner import init_learner
+from gtn_core.learners import init_learner
+from gtn_core.learners.presets import training_learner
 from gtn_core.unroll import initial_state, learner_logits, unroll
 
 
@@ -52,7 +53,7 @@ class StepRecord:
 def meta_loss(teacher: Teacher, cfg: GTNConfig, real_images: torch.Tensor, real_labels: torch.Tensor,
               generator: torch.Generator) -> torch.Tensor:
     """Cross-entropy on a real batch of a fresh learner trained on the teacher's curriculum (graph kept)."""
-    learner = init_learner(cfg.learner, generator, real_images.device)
+    learner = init_learner(training_learner(cfg, generator), generator, real_images.device)
     # Each step's images are made inside the step, so checkpointing can regenerate them in the backward pass.
     curriculum = teacher.curriculum(generator)
     final = unroll(learner, initial_state(learner), curriculum.images, curriculum.labels, teacher.hparams.lrs(),

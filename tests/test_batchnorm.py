@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from gtn_core.learner import BatchMoments, BatchNorm
+from gtn_core.learners.layers import BatchMoments, BatchNorm
 
 # The 1d batch spans several of BatchMoments's 16-sample slices.
 SHAPES = {"1d": ((40, 3), nn.BatchNorm1d), "2d": ((5, 4, 3, 3), nn.BatchNorm2d)}

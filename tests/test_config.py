@@ -28,8 +28,20 @@ def test_bad_config_is_rejected_with_a_clear_message(overrides, message):
 def test_bad_network_shapes_are_rejected():
     with pytest.raises(ValueError, match="image_size=30: expected a multiple of 4"):
         GeneratorConfig(image_size=30)
-    with pytest.raises(ValueError, match="channels=\\(\\)"):
-        LearnerConfig(channels=())
+    with pytest.raises(ValueError, match=r"channels=\(0,\): expected a tuple of positive ints"):
+        LearnerConfig(channels=(0,))
+    with pytest.raises(ValueError, match="global pooling needs conv layers"):
+        LearnerConfig(channels=(), head="global_avg")
+    with pytest.raises(ValueError, match=r"kernels=\(3, 1, 3\): expected one value or 2"):
+        LearnerConfig(kernels=(3, 1, 3))
+    with pytest.raises(ValueError, match="kernels=2: expected odd positive ints"):
+        LearnerConfig(kernels=2)
+    with pytest.raises(ValueError, match="pooling='mean': expected one of max, avg, none"):
+        LearnerConfig(pooling="mean")
+    with pytest.raises(ValueError, match="normalisation='layer': expected one of"):
+        LearnerConfig(normalisation="layer")
+    with pytest.raises(ValueError, match="conv layer 3 pools a 1x1 map"):
+        LearnerConfig(channels=(4, 4, 4, 4), image_size=8)
 
 
 def test_device_auto_resolves_and_unknown_devices_are_rejected():

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import tiny_config
-from gtn_core.learner import BatchNorm, MaxPool2x2, init_learner
+from gtn_core.learners import init_learner
+from gtn_core.learners.layers import BatchNorm, MaxPool2x2
 from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 BACKENDS = ("func", "higher")

@@ -1,7 +1,7 @@
 """Stored runs' configs in today's form: older flat keys moved into their sections, keys added since filled in."""
 from __future__ import annotations
 
-from gtn_core.config import SECTIONS, config_from_dict, config_to_dict, flat_config
+from gtn_core.config import SECTIONS, GTNConfig, config_from_dict, config_to_dict, flat_config
 
 
 # Flat keys of runs stored before the config became nested (one source: the core's dataclasses), and where each
@@ -11,7 +11,9 @@ LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size":
                "learner_channels": ("learner", "channels")}
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
-IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1}
+IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1,
+                          "learner_sampling": "fixed",
+                          "learner_presets": list(GTNConfig.__dataclass_fields__["learner_presets"].default)}
 # Experiment keys renamed since runs were stored: old name -> new name (the shuffle ablation's `runs_dir` became
 # `source_store` when it could also name a MongoDB).
 RENAMED_KEYS = {"runs_dir": "source_store"}
@@ -24,7 +26,7 @@ def upgrade_config(stored: dict) -> dict:
         if old in stored and new not in stored:
             stored[new] = stored.pop(old)
     if "generator" in stored or not any(key in stored for key in LEGACY_KEYS):
-        return {**IMPLICIT_IN_OLDER_RUNS, **stored}
+        return {**IMPLICIT_IN_OLDER_RUNS, **stored, **_sections_filled(stored)}
     config = {key: value for key, value in stored.items() if key not in LEGACY_KEYS}
     sections = {name: {} for name in SECTIONS}
     for old, (section, key) in LEGACY_KEYS.items():
@@ -33,6 +35,13 @@ def upgrade_config(stored: dict) -> dict:
     for name, cls in SECTIONS.items():
         config[name] = config_to_dict(config_from_dict(sections[name], cls))
     return {**IMPLICIT_IN_OLDER_RUNS, **config}
+
+
+def _sections_filled(stored: dict) -> dict:
+    """The stored sections (generator, learner) with the keys added to them since filled in with their defaults
+    (each added with its old behaviour as default)."""
+    return {name: {**config_to_dict(cls()), **stored[name]} for name, cls in SECTIONS.items()
+            if isinstance(stored.get(name), dict)}
 
 
 def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_core.config import NOISE_DISTRIBUTIONS, VARIANTS, GeneratorConfig
+from gtn_core.learners.layers import WeightNormConv2d, WeightNormLinear
 
 
 class Generator(nn.Module):
@@ -16,19 +17,20 @@ class Generator(nn.Module):
         self.cfg = cfg
         side = cfg.image_size // 4
         mid_channels = cfg.base_channels // 2
+        linear = WeightNormLinear if cfg.weight_norm else nn.Linear
         self.dense = nn.Sequential(
-            nn.Linear(cfg.noise_size + cfg.num_classes, cfg.hidden_size),
+            linear(cfg.noise_size + cfg.num_classes, cfg.hidden_size),
             nn.BatchNorm1d(cfg.hidden_size, track_running_stats=False),
             nn.LeakyReLU(cfg.negative_slope),
-            nn.Linear(cfg.hidden_size, cfg.base_channels * side * side),
+            linear(cfg.hidden_size, cfg.base_channels * side * side),
             nn.BatchNorm1d(cfg.base_channels * side * side, track_running_stats=False),
             nn.LeakyReLU(cfg.negative_slope),
         )
         self.upsample = nn.Sequential(
-            *_upsample_x2(cfg.upsampling, cfg.base_channels, mid_channels),
+            *_upsample_x2(cfg, cfg.base_channels, mid_channels),
             nn.BatchNorm2d(mid_channels, track_running_stats=False),
             nn.LeakyReLU(cfg.negative_slope),
-            *_upsample_x2(cfg.upsampling, mid_channels, cfg.image_channels),
+            *_upsample_x2(cfg, mid_channels, cfg.image_channels),
         )
         # BatchNorm always uses batch statistics (no running state), so a curriculum is a pure
         # function of the teacher's weights and inputs, in training and at meta-test alike. Statistics
@@ -43,11 +45,12 @@ class Generator(nn.Module):
         return torch.tanh(self.upsample(hidden))  # (N, image_channels, H, W)
 
 
-def _upsample_x2(upsampling: str, in_channels: int, out_channels: int) -> list[nn.Module]:
+def _upsample_x2(cfg: GeneratorConfig, in_channels: int, out_channels: int) -> list[nn.Module]:
     """Layers that double the side of (N, in_channels, s, s) into (N, out_channels, 2s, 2s)."""
-    if upsampling == "transposed":
+    if cfg.upsampling == "transposed":
         return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)]
-    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, 3, padding=1)]
+    conv = WeightNormConv2d if cfg.weight_norm else nn.Conv2d
+    return [nn.Upsample(scale_factor=2, mode="nearest"), conv(in_channels, out_channels, 3, padding=1)]
 
 
 def curriculum_labels(inner_steps: int, batch_size: int, num_classes: int) -> torch.Tensor:

@@ -1,11 +1,10 @@
-"""The learner: a small CNN built fresh (Kaiming init) for every inner loop."""
+"""The learners' layers that work inside the functional unroll: BatchNorm whose running statistics stay in the graph,
+the paper code's mean-only BatchNorm, weight-normalised conv and linear layers, and poolings."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from gtn_core.config import LearnerConfig
 
 
 class MaxPool2x2(nn.Module):
@@ -86,37 +85,78 @@ class BatchNorm(nn.Module):
         return normalised
 
 
-class Learner(nn.Module):
-    """(conv3x3-BN-LeakyReLU-maxpool) blocks, a linear classifier, and BatchNorm on the logits."""
+class MeanOnlyBatchNorm(nn.Module):
+    """The paper code's mean-only BatchNorm: subtract the per-channel batch mean (train) or running mean (eval), add a
+    learned bias; the running mean is rebound, so it stays in the graph as BatchNorm's statistics do."""
 
-    def __init__(self, cfg: LearnerConfig) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
         super().__init__()
-        self.cfg = cfg
-        blocks, in_channels = [], cfg.image_channels
-        for out_channels in cfg.channels:
-            blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1), BatchNorm(out_channels),
-                       nn.LeakyReLU(cfg.negative_slope), MaxPool2x2()]
-            in_channels = out_channels
-        self.features = nn.Sequential(*blocks)
-        side = cfg.image_size // 2 ** len(cfg.channels)
-        self.classifier = nn.Linear(in_channels * side * side, cfg.num_classes)
-        # BN on the logits (as in GoodAI's learner) keeps their scale sane after a handful of
-        # large-lr steps; without it the learner barely trains in 20 steps.
-        self.logit_norm = BatchNorm(cfg.num_classes) if cfg.logit_batch_norm else nn.Identity()
+        self.momentum = momentum
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) -> logits (N, num_classes)."""
-        features = self.features(images).flatten(1)  # (N, C*h*w)
-        return self.logit_norm(self.classifier(features))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, ...) -> (N, C, ...) with every channel's mean replaced by its bias."""
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if not self.training:
+            return x + (self.bias - self.running_mean).view(shape)
+        mean = x.mean([0, *range(2, x.dim())])
+        self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+        return x + (self.bias - mean).view(shape)
 
 
-def init_learner(cfg: LearnerConfig, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> Learner:
-    """A fresh learner with Kaiming-normal conv/linear weights and zero biases."""
-    learner = Learner(cfg)
-    for module in learner.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, a=cfg.negative_slope, nonlinearity="leaky_relu",
-                                    generator=generator)
-            nn.init.zeros_(module.bias)
-    return learner.to(device)
+def _weight_norm_scale(weight: torch.Tensor) -> torch.Tensor:
+    """The L2 norm of each output unit's weights (dim 0), (out,)."""
+    return weight.flatten(1).norm(dim=1)
+
+
+class WeightNormConv2d(nn.Conv2d):
+    """Conv2d whose kernel is `scale * weight / ||weight||` per output channel (Salimans & Kingma 2016); both
+    `weight` (the direction) and `scale` are parameters, so the functional unroll differentiates through them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scale = nn.Parameter(_weight_norm_scale(self.weight.detach()))
+
+    def reset_scale(self) -> None:
+        """Set `scale` to the direction's norm, so the layer starts as the plain conv of `weight`."""
+        with torch.no_grad():
+            self.scale.copy_(_weight_norm_scale(self.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H', W') with the normalised kernel."""
+        factor = (self.scale / _weight_norm_scale(self.weight)).view(-1, 1, 1, 1)
+        return self._conv_forward(x, self.weight * factor, self.bias)
+
+
+class WeightNormLinear(nn.Linear):
+    """Linear whose rows are `scale * weight / ||weight||` (weight normalisation), both parameters."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scale = nn.Parameter(_weight_norm_scale(self.weight.detach()))
+
+    def reset_scale(self) -> None:
+        """Set `scale` to the rows' norms, so the layer starts as the plain linear map of `weight`."""
+        with torch.no_grad():
+            self.scale.copy_(_weight_norm_scale(self.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, out) with the normalised rows."""
+        return F.linear(x, self.weight * (self.scale / _weight_norm_scale(self.weight)).unsqueeze(1), self.bias)
+
+
+class AvgPool2x2(nn.Module):
+    """2x2 average pooling with stride 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H // 2, W // 2)."""
+        return F.avg_pool2d(x, 2)
+
+
+class GlobalAvgPool(nn.Module):
+    """The mean of each feature map: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C)."""
+        return x.mean((2, 3))

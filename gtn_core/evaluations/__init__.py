@@ -1,0 +1,1 @@
+"""Evaluations of trained teachers: robustness of learners to corruptions and attacks."""
