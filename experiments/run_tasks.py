@@ -17,7 +17,9 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
 - curricula: a GTN with curriculum full, shuffled_batch, all_shuffled (learned inputs) and none (variant random);
 - baselines: the GTN (full, learned), real data with learned lr/momentum, distillation (mnist_experiment.py) and
   plain SGD with a tuned constant lr and momentum (tuned_sgd.py);
-- normalisation: the learner normalised by batch / weight / weight_mean_only / none (200 outer steps).
+- normalisation: the learner normalised by batch / weight / weight_mean_only / none (200 outer steps), then
+  transfer.py and robustness.py of the seed-0 batch and weight_mean_only teachers (and the real-data learners
+  of every preset once).
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
 Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
@@ -41,8 +43,9 @@ from tqdm import tqdm
 
 from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
-from experiments.study_plan import (ABLATION, TRAINING, TUNED_SGD, RunRecord, Task, completed_ablation,  # noqa: F401
-                                    completed_run, dry_run_line, expected_config, plan, teacher_reference)
+from experiments.study_plan import (ABLATION, ROBUSTNESS, TRAINING, TRANSFER, TUNED_SGD, RunRecord,  # noqa: F401
+                                    Task, completed_evaluation, completed_run, dry_run_line, expected_config, plan,
+                                    teacher_reference)
 from gtn_core.config import NORMALISATIONS, VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
@@ -63,9 +66,21 @@ STUDY_ARMS = {
 }
 STUDIES = ("goodai", *STUDY_ARMS)
 DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"]}
-# Studies whose cells train for fewer outer steps than the experiment's default (--outer-steps overrides): the
-# normalisation study's 4 arms x 3 seeds x 2 datasets fit in about 2 hours on 2 cores at 200.
+# Studies whose cells train for fewer outer steps than the experiment's default (--outer-steps overrides; the smoke
+# profile keeps its own): the
+# normalisation study's 4 arms x 3 seeds fit in about 45 minutes on 2 cores at 200.
 STUDY_OUTER_STEPS = {"normalisation": 200}
+# The normalisation study's evaluations of its seed-0 batch and weight_mean_only teachers (B's shape: K = 10, so the
+# short learners take the first 5 steps): transfer to every preset (5 learners each), robustness (5 per mode); the
+# real-data learners of every preset do not depend on the teacher, so they run once, beside the batch teacher
+# (2 per preset: one epoch of every preset costs ~15 min on 2 cores).
+SHORT_STEPS = 5
+NORMALISATION_EVALUATIONS = {
+    "batch": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
+              ("vanilla", TRANSFER, {"modes": ["vanilla"], "learners": 2}),
+              ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})],
+    "weight_mean_only": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
+                         ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})]}
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -104,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray", metavar="ADDRESS", default=None, help="dispatch cells to Ray: 'local' or a cluster address")
     parser.add_argument("--mongo", metavar="URL", default=None, help="also log every run to this MongoDB")
     parser.add_argument("--runs-dir", type=Path, default=None, help="file store (default: $GTN_RUNS_DIR or runs/)")
-    parser.add_argument("--no-ablation", action="store_true", help="train the grid only")
+    parser.add_argument("--no-ablation", action="store_true",
+                        help="train the grid only (no shuffle ablation, transfer or robustness runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
     return parser
 
@@ -124,7 +140,7 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
         for seed in range(args.seeds):
             for arm, module, arm_updates in study_arms(args):
                 updates = {**arm_updates, "seed": seed, "dataset": args.dataset}
-                outer_steps = args.outer_steps or STUDY_OUTER_STEPS.get(args.study)
+                outer_steps = args.outer_steps or (STUDY_OUTER_STEPS.get(args.study) if not smoke else None)
                 if outer_steps is not None and module == TRAINING:
                     updates["outer_steps"] = outer_steps
                 if args.meta_batch is not None and module == TRAINING:
@@ -134,10 +150,17 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
     return tasks
 
 
-def ablation_task(training: Task, reference: dict, args: argparse.Namespace) -> Task:
-    """The shuffle-ablation run of the finished teacher of `training` that `reference` names."""
+def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) -> list[Task]:
+    """The evaluation runs of the finished teacher of `training` that `reference` names: the goodai study's shuffle
+    ablation of every teacher, the normalisation study's transfer and robustness of its seed-0 teachers."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
-    return Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))
+    if args.study == "goodai":
+        return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
+    if args.study == "normalisation" and training.updates["seed"] == 0:
+        arm = NORMALISATION_EVALUATIONS.get(training.updates["learner.normalisation"], [])
+        return [Task(f"{training.label} {suffix}", module, smoke, {**reference, **updates})
+                for suffix, module, updates in arm]
+    return []
 
 
 def check_ranks(tasks: list[Task], ranks: int) -> None:
@@ -206,8 +229,13 @@ def run_phase(tasks: list[Task], args: argparse.Namespace, desc: str) -> list[Ou
 def describe_result(outcome: Outcome) -> str:
     """The summary's result column: final test accuracy, or the ablation medians."""
     result = outcome.result
-    if isinstance(result, dict):
+    if isinstance(result, dict) and "median_learned" in result:
         return f"learned {result['median_learned']:.4f} / shuffled {result['median_shuffled']:.4f}"
+    if isinstance(result, dict) and result:  # transfer or robustness: mean accuracies (curves) by mode and learner
+        key, value = next(iter(result.items()))
+        value = value[-1] if isinstance(value, list) else value
+        return f"{len(result)} means, {key} {value:.4f}" + (" at the top strength" if key.count(".") == 1 and
+                                                             isinstance(result[key], list) else "")
     if isinstance(result, float):
         return f"{result:.4f}"
     return outcome.error[:60] or "-"
@@ -215,10 +243,10 @@ def describe_result(outcome: Outcome) -> str:
 
 def print_summary(outcomes: list[Outcome]) -> None:
     """The final table: cell, status, result, wall time."""
-    print(f"\n{'cell':<28}{'status':<11}{'run':>5}  {'wall_s':>7}  result")
+    print(f"\n{'cell':<34}{'status':<11}{'run':>5}  {'wall_s':>7}  result")
     for outcome in outcomes:
         wall = "earlier" if outcome.reused else f"{outcome.seconds:.0f}"
-        print(f"{outcome.task.label:<28}{outcome.status:<11}{outcome.run_id or '-':>5}  {wall:>7}  "
+        print(f"{outcome.task.label:<34}{outcome.status:<11}{outcome.run_id or '-':>5}  {wall:>7}  "
               f"{describe_result(outcome)}")
 
 
@@ -248,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     trained = run_phase(todo, args, "training")
     outcomes = [reused(task, run) for task, run in done] + trained
     stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes)
-    if args.study == "goodai" and not args.no_ablation and not stopped:
-        outcomes += ablation_phase(grid, args, store)
+    if not args.no_ablation and not stopped:
+        outcomes += evaluation_phase(grid, args, store)
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")
     print_summary(outcomes)
@@ -259,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and len(trained) == len(todo) else 1
 
 
-def ablation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
-    """The shuffle ablation of every teacher of the grid that is COMPLETED in `store` and has none there yet (its
-    teacher.pt read from the store the ablation names: this study's file store if it holds the teacher, else
-    `store`, GridFS in MongoDB)."""
+def evaluation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
+    """The evaluations (shuffle ablation, transfer, robustness) of every teacher of the grid that is COMPLETED in
+    `store` and lacks them there (its teacher.pt read from the store they name: this study's file store if it holds
+    the teacher, else `store`, GridFS in MongoDB)."""
     runs = store.records(missing_ok=True)
     local = FileStore(runs_dir_of(args))
     local_runs = local.records(missing_ok=True) if isinstance(store, MongoStore) else []
@@ -271,12 +299,13 @@ def ablation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> 
     for task, teacher in teachers:
         if teacher is None:
             continue
-        ablation = ablation_task(task, teacher_reference(teacher, store, local, local_runs), args)
-        existing = completed_ablation(ablation, teacher, runs, store)
-        done.append((ablation, existing)) if existing is not None else todo.append(ablation)
+        for evaluation in evaluation_tasks(task, teacher_reference(teacher, store, local, local_runs), args):
+            existing = completed_evaluation(evaluation, teacher, runs, store)
+            done.append((evaluation, existing)) if existing is not None else todo.append(evaluation)
     if done or todo:
-        print(f"shuffle ablation: {len(done) + len(todo)} teachers ({len(done)} already done, {len(todo)} to run)")
-    return [reused(task, run) for task, run in done] + run_phase(todo, args, "ablation")
+        print(f"evaluations: {len(done) + len(todo)} runs of finished teachers ({len(done)} already done, "
+              f"{len(todo)} to run)")
+    return [reused(task, run) for task, run in done] + run_phase(todo, args, "evaluations")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ set would take ~15 min per teacher on 2 cores), with the source run's `bn_mode`.
 """
 from __future__ import annotations
 
-import contextlib
 import statistics
 import warnings
 
@@ -31,13 +30,9 @@ from tqdm import tqdm
 
 from experiments.observers import attach_observers
 from gtn_core.ablation import ORDERS, shuffle_ablation
-from gtn_core.checkpoint import load_checkpoint
-from gtn_core.data import default_data_root, load_dataset
+from experiments.source_teacher import load_source_teacher
 from gtn_core.device import resolve_device
-from gtn_core.meta import to_real_data
 from gtn_core.seeds import ABLATION, seeded_generator
-from tracking.settings import default_runs_dir
-from tracking.stores import find_run, open_location
 
 ex = Experiment("gtn_shuffle_ablation")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -65,19 +60,9 @@ def smoke():
 @ex.main
 def main(_run, source_run_id, source_store, repeats, test_size, data_root, device, progress, seed):
     """Load the source teacher, run the paired learners, log both accuracy lists and their medians."""
-    if source_run_id is None:
-        raise ValueError("source_run_id=None: expected the id of a completed mnist_experiment run")
     if not isinstance(test_size, int) or test_size < 1:
         raise ValueError(f"test_size={test_size!r}: expected a positive number of test images")
-    torch_device = resolve_device(device)
-    with contextlib.closing(open_location(source_store or default_runs_dir())) as store:
-        source = find_run(store, source_run_id)
-        if source.name != "gtn_mnist" or source.status != "COMPLETED":
-            raise ValueError(f"run {source_run_id} of the {store.label} is a {source.status} {source.name!r} run; "
-                             "expected a COMPLETED 'gtn_mnist' run")
-        data = to_real_data(load_dataset(source.config["dataset"], data_root or default_data_root()), torch_device)
-        with store.local_artifact(source.run_id, "teacher.pt") as path:
-            teacher, cfg = load_checkpoint(path, torch_device, data.train_images, data.train_labels)
+    teacher, cfg, data, _ = load_source_teacher(source_run_id, source_store, data_root, resolve_device(device))
     images, labels = data.test_images[:test_size], data.test_labels[:test_size]
     accuracies = {order: [] for order in ORDERS}
     trials = shuffle_ablation(teacher, cfg, images, labels, repeats, seeded_generator(seed, stream=ABLATION))

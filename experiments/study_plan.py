@@ -17,8 +17,9 @@ from tracking.stored_config import config_differences, same_config, upgrade_conf
 from tracking.stores import FileStore, MongoStore, RunRecord, Store, referenced_run
 
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
-TUNED_SGD = "experiments.tuned_sgd"
-EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd"}
+TUNED_SGD, TRANSFER, ROBUSTNESS = "experiments.tuned_sgd", "experiments.transfer", "experiments.robustness"
+EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd",
+                    TRANSFER: "gtn_transfer", ROBUSTNESS: "gtn_robustness"}
 # They change how a run looks or where it starts, not what it computes.
 IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
 RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")
@@ -133,7 +134,7 @@ def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
     return "to run" + why_not(task, runs)
 
 
-REFERENCE_KEYS = ("source_run_id", "source_store")  # how an ablation names its teacher: compared by what they name
+REFERENCE_KEYS = ("source_run_id", "source_store")  # how an evaluation names its teacher: compared by what they name
 
 
 def teacher_reference(teacher: RunRecord, store: Store, local: FileStore, local_runs: list[RunRecord]) -> dict:
@@ -148,9 +149,9 @@ def teacher_reference(teacher: RunRecord, store: Store, local: FileStore, local_
     return {"source_run_id": teacher.run_id, "source_store": store.location}
 
 
-def completed_ablation(task: Task, teacher: RunRecord, runs: list[RunRecord], store: Store) -> RunRecord | None:
-    """The newest COMPLETED ablation in `runs` of the same config whose reference names `teacher`, however it
-    names it (a file-store id or `store`'s own)."""
+def completed_evaluation(task: Task, teacher: RunRecord, runs: list[RunRecord], store: Store) -> RunRecord | None:
+    """The newest COMPLETED evaluation (ablation, transfer, robustness) in `runs` of the same config whose reference
+    names `teacher`, however it names it (a file-store id or `store`'s own)."""
     wanted = expected_config(task)
     in_mongo = isinstance(store, MongoStore)
     for run in reversed(runs):

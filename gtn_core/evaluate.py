@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import torch
 
-from gtn_core.config import GTNConfig
+from gtn_core.config import GTNConfig, LearnerConfig
 from gtn_core.learners import Learner, init_learner
 from gtn_core.teachers import Curriculum, Teacher
 from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 
 def meta_test(teacher: Teacher, cfg: GTNConfig, generator: torch.Generator, order: torch.Tensor | None = None,
-              curriculum: Curriculum | None = None) -> tuple[Learner, LearnerState]:
-    """Train a fresh learner on the curriculum (drawn from `generator`, or given), steps optionally permuted by `order`."""
+              curriculum: Curriculum | None = None, learner_cfg: LearnerConfig | None = None,
+              steps: int | None = None) -> tuple[Learner, LearnerState]:
+    """Train a fresh learner (`cfg.learner`, or `learner_cfg`) on the curriculum (drawn from `generator`, or given),
+    steps optionally permuted by `order`, or only its first `steps` steps (with their lrs and momenta)."""
     with torch.no_grad():
         curriculum = curriculum if curriculum is not None else teacher.curriculum(generator)
         images, labels = curriculum.materialize(), curriculum.labels
@@ -20,7 +22,11 @@ def meta_test(teacher: Teacher, cfg: GTNConfig, generator: torch.Generator, orde
         _check_order(order, labels.shape[0])
         # Batches move intact with their labels; the lr/momentum schedule stays in time order.
         images, labels = images[order], labels[order]
-    learner = init_learner(cfg.learner, generator, teacher.device)
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= labels.shape[0]:
+            raise ValueError(f"steps={steps!r}: expected an int in 1..{labels.shape[0]} (the curriculum's steps)")
+        images, labels, lrs, momenta = images[:steps], labels[:steps], lrs[:steps], momenta[:steps]
+    learner = init_learner(learner_cfg or cfg.learner, generator, teacher.device)
     state = unroll(learner, initial_state(learner), images, labels, lrs, momenta,
                    create_graph=False, backend=cfg.unroll_backend)
     return learner, state

@@ -105,7 +105,7 @@ def _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_gra
     template = torch.optim.SGD(learner.parameters(), lr=1.0, momentum=0.5)
     fmodel = higher.monkeypatch(learner, copy_initial_weights=True, track_higher_grads=create_graph)
     fmodel.update_params([fresh_leaf(state.params[name], create_graph) for name in names])
-    _set_buffers(fmodel, state.buffers)
+    set_buffers(fmodel, state.buffers)
     diffopt = higher.optim.get_diff_optim(template, learner.parameters(), fmodel=fmodel,
                                           track_higher_grads=create_graph)
     for step in range(labels.shape[0]):
@@ -113,14 +113,14 @@ def _unroll_higher(learner, state, step_images, labels, lrs, momenta, create_gra
         loss = F.cross_entropy(fmodel(images if create_graph else images.detach()), labels[step])
         diffopt.step(loss, override={"lr": [lrs[step]], "momentum": [momenta[step]]})
         if not create_graph:  # the rebound running statistics would otherwise keep every step's graph alive
-            _set_buffers(fmodel, {name: b.detach() for name, b in fmodel.named_buffers()})
+            set_buffers(fmodel, {name: b.detach() for name, b in fmodel.named_buffers()})
     params = dict(zip(names, fmodel.fast_params))
     # BatchNorm rebinds the patched module's buffers each step, so with the graph kept they carry it.
     buffers = {name: b if create_graph else b.detach() for name, b in fmodel.named_buffers()}
     return LearnerState(params, buffers)
 
 
-def _set_buffers(module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+def set_buffers(module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
     """Rebind a module's buffers by name (BatchNorm's running statistics are rebound, never updated in place)."""
     for name, buffer in buffers.items():
         module_name, _, attribute = name.rpartition(".")

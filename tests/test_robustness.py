@@ -115,8 +115,8 @@ def test_lbfgs_lowers_a_perfect_accuracy_and_grows_with_beta():
     labels = own_predictions(model, images)
     accuracies = rb.corrupted_accuracy(model, images, labels, "lbfgs", [0, 100.0], torch.Generator())
     assert accuracies[0] == 1.0 and accuracies[1] < 1.0
-    near = (rb.lbfgs_attack(model, images, labels, 0.01) - images).flatten(1).norm(dim=1)
-    far = (rb.lbfgs_attack(model, images, labels, 100.0) - images).flatten(1).norm(dim=1)
+    near = (rb.lbfgs_attack(model, images, labels, 0.01, step_size=0.01) - images).flatten(1).norm(dim=1)
+    far = (rb.lbfgs_attack(model, images, labels, 100.0, step_size=0.01) - images).flatten(1).norm(dim=1)
     assert far.mean() > near.mean()
     with pytest.raises(ValueError, match=r"beta=0: expected a finite number > 0"):
         rb.lbfgs_attack(model, images, labels, 0)

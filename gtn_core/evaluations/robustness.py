@@ -77,8 +77,12 @@ def fgsm_step(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor
 
 
 def lbfgs_attack(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, beta: float, *,
-                 step_size: float = 0.01, steps: int = 30) -> torch.Tensor:
-    """Willis's L-BFGS-style attack: `steps` ascents on CE(x) - ||x - x0||_2 / beta (default step_size 0.01)."""
+                 step_size: float = 1.0, steps: int = 30) -> torch.Tensor:
+    """Willis's L-BFGS-style attack: `steps` ascents on CE(x) - ||x - x0||_2 / beta.
+
+    The default step 1.0 is calibrated on MNIST (images in [-1, 1], a learner at 0.96): at 0.01 thirty steps move a
+    pixel by ~3e-3 and change nothing; at 1.0 accuracy falls from 0.96 to 0.89 at beta 1 and to 0.05 at beta 3.
+    """
     _check_batch(images, labels)
     _check_strength(beta)
     if beta == 0:
@@ -108,11 +112,12 @@ def iterated_fgsm(classifier: Classifier, images: torch.Tensor, labels: torch.Te
         with torch.no_grad():
             clean = classifier(x).argmax(dim=1) == y if 0 in betas else None  # (n,) bool; foolbox skips eps 0
         correct += torch.stack([(clean if beta == 0 else next(still_correct)).sum().cpu() for beta in betas])
-    return (correct / images.shape[0]).tolist()
+    return [int(count) / images.shape[0] for count in correct]  # Python floats, not float32
 
 
 def corrupted_accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, corruption: str,
-                       strengths: Sequence[float], generator: torch.Generator, batch_size: int = 250) -> list[float]:
+                       strengths: Sequence[float], generator: torch.Generator, batch_size: int = 250,
+                       lbfgs_step_size: float = 1.0) -> list[float]:
     """Accuracy of `classifier` on `images` (N, C, H, W) under `corruption` at each strength (0 = clean)."""
     if corruption not in CORRUPTIONS:
         raise ValueError(f"corruption={corruption!r}: expected one of {', '.join(CORRUPTIONS)}")
@@ -126,20 +131,20 @@ def corrupted_accuracy(classifier: Classifier, images: torch.Tensor, labels: tor
     for beta in strengths:
         # Every strength sees the same noise draws, so the curve's steps come from beta, not from a fresh sample.
         generator.set_state(start)
-        corrupt = _corruption(classifier, corruption, beta, generator)
+        corrupt = _corruption(classifier, corruption, beta, generator, lbfgs_step_size)
         accuracies.append(_accuracy_under(classifier, images, labels, corrupt, batch_size))
     return accuracies
 
 
-def _corruption(classifier: Classifier, corruption: str, beta: float,
-                generator: torch.Generator) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _corruption(classifier: Classifier, corruption: str, beta: float, generator: torch.Generator,
+                lbfgs_step_size: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The map (chunk images, chunk labels) -> corrupted images for a non-foolbox corruption at strength `beta`."""
     if corruption == "noise":
         return lambda x, y: gaussian_noise(x, beta, generator)
     if corruption == "blur":
         return lambda x, y: gaussian_blur(x, beta)
     # L-BFGS strength 0 means no attack (its beta is a penalty's inverse, so 0 has no attack of its own).
-    return lambda x, y: lbfgs_attack(classifier, x, y, beta) if beta > 0 else x
+    return lambda x, y: lbfgs_attack(classifier, x, y, beta, step_size=lbfgs_step_size) if beta > 0 else x
 
 
 class _ClassifierModule(nn.Module):
