@@ -6,6 +6,7 @@
     store = results.open_store(mongo_url="mongodb://127.0.0.1:27018/gtn_lab")
     runs = results.load_runs(store)                    # one row per run
     cells = results.select_runs(runs, dataset="mnist") # COMPLETED training runs, the newest per cell and seed
+    cells = results.select_runs(runs, normalisation="batch")  # the learner's normalisation (a column, like teacher)
     curves = results.load_metrics(store, cells.run_id, names=["test_accuracy"])
     ablation = results.load_ablation(store)            # one row per ablation learner
     png = store.artifact(cells.run_id.iloc[0], "curriculum.png")
@@ -15,11 +16,14 @@ own: in MongoDB a run's id differs from its file-store id (`file_store_id` colum
 `source_run_id` (and a resumed run's `resume_from`) is an id of the store named beside it, and `load_ablation`
 (and `load_metrics`' stitching) resolve both kinds.
 Experiments are named from their shape: A = (batch 32, 20 inner steps), B = (32, 10), C = (16, 10).
+A training run's `normalisation` is its learner's (batch unless the normalisation study changed it; None for other
+runs); the GoodAI, curricula and baselines studies read only batch-normalised learners (`default_learner`).
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from gtn_core.config import LearnerConfig
 from tracking.stored_config import upgrade_config
 from tracking.stores import (FileStore, MongoStore, RunRecord, Store, StoreError, open_store,  # noqa: F401
                              referenced_run)
@@ -30,9 +34,12 @@ EXPERIMENT_SHAPES = {(32, 20): "A", (32, 10): "B", (16, 10): "C", (128, 32): "pa
 VARIANT_ORDER = ("learned", "random_fixed", "random")
 CURRICULUM_ORDER = ("full", "shuffled_batch", "all_shuffled", "none")
 TEACHER_ORDER = ("gtn", "real_data", "tuned_sgd", "distillation")
-CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "dataset", "seed")
+# The learner's normalisation of every study but the normalisation study (the core's default).
+DEFAULT_NORMALISATION = LearnerConfig().normalisation
+CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "normalisation", "dataset", "seed")
+COLUMN_KEYS = ("teacher", "curriculum", "normalisation")  # select_runs selects these on the runs' columns
 RUN_COLUMNS = ["run_id", "file_store_id", "name", "status", "experiment", "teacher", "curriculum", "variant",
-               "dataset", "seed", "batch_size", "inner_steps", "outer_steps", "start_time", "stop_time",
+               "normalisation", "dataset", "seed", "batch_size", "inner_steps", "outer_steps", "start_time", "stop_time",
                "wall_seconds", "final_accuracy", "config"]
 # Such et al. (2019), Fig. 1c, MNIST (batch 128, 32 inner steps, 2,000 outer steps): final test accuracy per
 # curriculum, read from the figure.
@@ -64,6 +71,14 @@ def _teacher_of(record: RunRecord) -> tuple[str | None, str | None, str | None]:
     return teacher, config["curriculum"], config.get("variant")
 
 
+def _normalisation_of(record: RunRecord) -> str | None:
+    """The learner's normalisation of a training run (runs stored before the key existed: batch); None for others."""
+    if record.name != TRAINING:
+        return None
+    learner = upgrade_config(record.config).get("learner", {})  # the section's keys added since filled in
+    return learner.get("normalisation", DEFAULT_NORMALISATION)
+
+
 def _run_row(record: RunRecord) -> dict:
     config = record.config
     wall = (record.stop_time - record.start_time).total_seconds() if record.start_time and record.stop_time else None
@@ -73,7 +88,7 @@ def _run_row(record: RunRecord) -> dict:
     return {"run_id": record.run_id, "file_store_id": record.file_store_id, "name": record.name,
             "status": record.status, "experiment": experiment_of(config.get("batch_size"), config.get("inner_steps")),
             "teacher": teacher, "curriculum": curriculum,
-            "variant": variant, "dataset": config.get("dataset"), "seed": config.get("seed"),
+            "variant": variant, "normalisation": _normalisation_of(record), "dataset": config.get("dataset"), "seed": config.get("seed"),
             "batch_size": config.get("batch_size"), "inner_steps": config.get("inner_steps"),
             "outer_steps": config.get("outer_steps"), "start_time": record.start_time, "stop_time": record.stop_time,
             "wall_seconds": wall, "final_accuracy": final, "config": config}
@@ -93,18 +108,19 @@ def load_runs(store: Store) -> pd.DataFrame:
 
 
 def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] = (TRAINING,),
-                **config) -> pd.DataFrame:
+                statuses: tuple[str, ...] = ("COMPLETED",), **config) -> pd.DataFrame:
     """COMPLETED runs of a named shape whose config has every given value (e.g. dataset="mnist", outer_steps=1000).
 
-    `teacher` and `curriculum` select on the columns (runs stored before those keys existed count as a GTN with
-    the full curriculum); any other key on the run's config. `names` are the Sacred experiments taken (the tuned-SGD
-    baseline is `TUNED_SGD`). With `latest`, only the newest run of each cell (experiment, teacher, curriculum,
-    variant, dataset, seed): several seeds stay, reruns of one seed do not. Rows are sorted by experiment, variant
-    order and seed.
+    `teacher`, `curriculum` and `normalisation` select on the columns (runs stored before those keys existed count
+    as a GTN with the full curriculum and a batch-normalised learner); any other key on the run's config. `names`
+    are the Sacred experiments taken (the tuned-SGD baseline is `TUNED_SGD`), `statuses` the run statuses (the
+    normalisation study also counts FAILED runs). With `latest`, only the newest run of each cell (experiment,
+    teacher, curriculum, variant, normalisation, dataset, seed): several seeds stay, reruns of one seed do not.
+    Rows are sorted by experiment, variant order and seed.
     """
-    chosen = runs[runs.name.isin(names) & (runs.status == "COMPLETED") & runs.experiment.notna()]
+    chosen = runs[runs.name.isin(names) & runs.status.isin(statuses) & runs.experiment.notna()]
     for key, value in config.items():
-        if key in ("teacher", "curriculum"):
+        if key in COLUMN_KEYS:
             chosen = chosen[chosen[key] == value]
         else:
             chosen = chosen[chosen.config.map(lambda stored: stored.get(key) == value)]
@@ -174,12 +190,13 @@ def load_metrics(store: Store, run_ids=None, names=None, stitch: bool = True) ->
     return metrics.astype({"step": "int64", "value": "float64"})
 
 
-def _source_of(ablation, training: list, in_mongo: bool) -> str | None:
-    """The store id of the teacher an ablation run used (`source_run_id` in `source_store`: `referenced_run`)
-    among the training runs' rows."""
-    config = upgrade_config(ablation.config)  # `runs_dir` in older ablation runs
+def source_of(evaluation, training: list, in_mongo: bool) -> str | None:
+    """The store id of the teacher an evaluation run (shuffle ablation, transfer, robustness) used (`source_run_id`
+    in `source_store`: `referenced_run`) among the training runs' rows; None when the store does not hold it."""
+    config = upgrade_config(evaluation.config)  # `runs_dir` in older ablation runs
+    start = evaluation.start_time if pd.notna(evaluation.start_time) else None
     teacher = referenced_run(training, config.get("source_run_id"), config.get("source_store"),
-                             in_mongo, TRAINING, before=ablation.start_time if pd.notna(ablation.start_time) else None)
+                             in_mongo, TRAINING, before=start)
     return None if teacher is None else teacher.run_id
 
 
@@ -192,7 +209,7 @@ def load_ablation(store: Store, runs: pd.DataFrame | None = None) -> pd.DataFram
     columns = ["run_id", "source_run_id", "order", "repeat", "accuracy", *CELL_KEYS]
     rows, teachers = [], list(training.itertuples())
     for ablation in ablations.itertuples():
-        source_id = _source_of(ablation, teachers, isinstance(store, MongoStore))
+        source_id = source_of(ablation, teachers, isinstance(store, MongoStore))
         teacher = training[training.run_id == source_id].iloc[0] if source_id is not None else None
         cell = [teacher[key] if teacher is not None else None for key in CELL_KEYS]
         for name, (steps, values) in store.metric_series(ablation.run_id).items():
@@ -212,7 +229,7 @@ def load_artifacts(store: Store, run_ids) -> pd.DataFrame:
 def summary_table(runs: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, variant): mean final accuracy over the selected runs' seeds and the median of the learned and
     shuffled ablation accuracies of their teachers, beside GoodAI's reference values and the differences."""
-    runs = runs[(runs.teacher == "gtn") & (runs.curriculum == "full")]
+    runs = default_learner(runs[(runs.teacher == "gtn") & (runs.curriculum == "full")])
     final = runs.groupby(["experiment", "variant"]).agg(seeds=("seed", "nunique"),
                                                         final_accuracy=("final_accuracy", "mean"))
     mine = ablation[ablation.source_run_id.isin(runs.run_id)]
@@ -238,17 +255,25 @@ def arm_table(runs: pd.DataFrame, arm: str) -> pd.DataFrame:
         wall_minutes=("wall_seconds", lambda seconds: seconds.mean() / 60)).reset_index()
 
 
+def default_learner(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose learner has the default (batch) normalisation, and the runs without one (tuned SGD: None):
+    every study but the normalisation study."""
+    return runs[runs.normalisation.isna() | (runs.normalisation == DEFAULT_NORMALISATION)]
+
+
 def curricula_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The curricula study's arms among selected runs: GTNs at the shapes where a non-full curriculum ran, the full
-    curriculum with learned inputs only (the goodai study's other variants share those shapes)."""
-    gtn = runs[runs.teacher == "gtn"]
+    """The curricula study's arms among selected runs: GTNs with a batch-normalised learner at the shapes where a
+    non-full curriculum ran, the full curriculum with learned inputs only (the goodai study's other variants share
+    those shapes)."""
+    gtn = default_learner(runs[runs.teacher == "gtn"])
     shapes = set(gtn[gtn.curriculum != "full"].experiment)
     return gtn[gtn.experiment.isin(shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
 
 
 def baselines_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The baselines study's arms among selected runs (training and tuned SGD): at the shapes where a baseline ran,
-    every non-GTN teacher and the GTN with the full curriculum and learned inputs."""
+    every non-GTN teacher and the GTN with the full curriculum and learned inputs, batch-normalised learners only."""
+    runs = default_learner(runs)
     shapes = set(runs[runs.teacher != "gtn"].experiment)
     chosen = runs[runs.experiment.isin(shapes)]
     return chosen[(chosen.teacher != "gtn") | ((chosen.curriculum == "full") & (chosen.variant == "learned"))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 # The streams of one run; a stream's number never changes, so stored runs stay reproducible.
-NOISE, TRAINING, EVALUATION, ABLATION, TRANSFER, ROBUSTNESS = 0, 1, 2, 3, 4, 5
+NOISE, TRAINING, EVALUATION, ABLATION, TRANSFER, ROBUSTNESS, NAS = 0, 1, 2, 3, 4, 5, 6
 
 
 def learner_stream(member: int) -> int:

@@ -2,10 +2,13 @@
 
 One smoke study (Experiments B and C x learned/random, with their shuffle ablations, and a second seed of C learned
 without one) is logged once per module to a temporary file store and, through --mongo, to SecantusDB on a free
-127.0.0.1 port; every test reads it back.
+127.0.0.1 port; every test reads it back. The smoke normalisation study (four learner normalisations at B's shape,
+then transfer and robustness runs of its batch and weight_mean_only teachers) is logged once to a second file store
+for `analysis.willis` and the report's sections 8-10.
 """
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -17,13 +20,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import make_report, results
+from analysis import make_report, results, willis
 from experiments import board
+from gtn_core.config import NORMALISATIONS
 from gtn_core.data import default_data_root, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("test_accuracy", "ablation_boxplots", "curriculum_learned", "curriculum_random")
 EXPECTED_CELLS = {("B", "learned"), ("B", "random"), ("C", "learned"), ("C", "random")}
+WILLIS_FIGURES = ("normalisation_accuracy", "normalisation_meta_loss", "transfer", "robustness")
+EVALUATED = ["batch", "weight_mean_only"]  # the normalisation study's teachers with transfer and robustness runs
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,7 @@ def test_runs_frame_has_one_row_per_run_with_the_documented_columns(study):
 def test_select_runs_filters_by_config_and_keeps_the_newest_run_of_each_cell_and_seed():
     start = datetime(2026, 1, 1)
     rows = [dict(run_id=str(i), name=results.TRAINING, status=status, experiment="C", teacher="gtn",
-                 curriculum="full", variant="learned", dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
+                 curriculum="full", variant="learned", normalisation="batch", dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
                  config={"dataset": "mnist", "outer_steps": steps})
             for i, (status, seed, steps) in enumerate([("COMPLETED", 0, 6), ("COMPLETED", 0, 6), ("FAILED", 0, 6),
                                                        ("COMPLETED", 1, 6), ("COMPLETED", 0, 1000)])]
@@ -266,3 +272,152 @@ def test_a_chain_of_resumed_runs_reads_as_one_curve_without_missing_or_repeated_
     assert list(curve.step) == list(range(1, 11))
     assert list(curve.value) == [101, 102, 103, 104, 205, 206, 207, 308, 309, 310]
     assert len(results.load_metrics(store, ["3"], stitch=False)) == 3
+
+
+# --- the normalisation study (analysis.willis) ------------------------------------------------------------------
+
+def _training(run_id, normalisation, seed=0, status="COMPLETED", outer_steps=200, result=0.9):
+    """A runs-table row of a GTN at B's shape with the given learner normalisation (None: stored before the key)."""
+    learner = {"channels": [8, 16]} if normalisation is None else {"channels": [8, 16], "normalisation": normalisation}
+    config = {"batch_size": 32, "inner_steps": 10, "dataset": "mnist", "teacher": "gtn", "curriculum": "full",
+              "variant": "learned", "seed": seed, "outer_steps": outer_steps, "learner": learner}
+    start = datetime(2026, 1, 1, 0, int(run_id))
+    return results._run_row(results.RunRecord(str(run_id), str(run_id), results.TRAINING, status, config, start,
+                                              start + timedelta(minutes=3), result if status == "COMPLETED" else None))
+
+
+def test_the_normalisation_study_counts_diverged_seeds_and_keeps_other_studies_apart():
+    rows = [_training(1, None, outer_steps=1000, result=0.95),  # the GoodAI study's B (stored before the key): batch
+            _training(2, "batch", result=0.90), _training(3, "batch", seed=1, result=0.80),
+            _training(4, "weight", status="FAILED"), _training(5, "weight", result=0.70),  # seed 0 rerun: completed
+            _training(6, "weight", seed=1, status="FAILED"), _training(7, "none", result=0.60)]
+    runs = pd.DataFrame(rows)
+    assert list(runs.normalisation) == ["batch"] * 3 + ["weight"] * 3 + ["none"]
+    assert results._run_row(_record(8, {"source_run_id": "1"}, name=willis.TRANSFER))["normalisation"] is None
+    teachers = willis.normalisation_runs(runs)
+    assert list(teachers.run_id) == ["2", "3", "5", "6", "7"]  # 1000 outer steps: no other normalisation ran there
+    metrics = pd.DataFrame([(run_id, "meta_loss", step, float(step % 2)) for run_id in teachers.run_id
+                            for step in range(1, 81)] +
+                           [(run_id, "test_accuracy", 40, 0.99) for run_id in teachers.run_id],
+                           columns=["run_id", "name", "step", "value"])
+    table = willis.normalisation_table(teachers, metrics).set_index("normalisation")
+    assert list(table.index) == ["batch", "weight", "none"]
+    assert table.loc["weight", ["seeds", "completed", "diverged"]].tolist() == [2, 1, 1]
+    assert table.loc["batch", "accuracy_mean"] == pytest.approx(0.85)
+    assert table.loc["batch", "accuracy_sd"] == pytest.approx(pd.Series([0.9, 0.8]).std())
+    assert table.loc["weight", "accuracy_mean"] == pytest.approx(0.70)  # the diverged seed is only counted
+    assert (table.best_accuracy_mean == 0.99).all() and (table.wall_minutes == 3).all()
+    last = pd.Series([float(step % 2) for step in range(31, 81)])  # the last 50 outer steps
+    assert table.meta_loss_spread.tolist() == pytest.approx([last.std()] * 3)
+    assert results.select_runs(runs, latest=False, normalisation="batch").run_id.tolist() == ["1", "2", "3"]
+    assert sorted(results.select_runs(runs).run_id) == ["2", "3", "5", "7"]  # the arms are cells of their own
+    assert results.summary_table(results.select_runs(runs), pd.DataFrame(
+        columns=["source_run_id", "experiment", "variant", "order", "accuracy"])).seeds.tolist() == [2]
+
+
+def test_vanilla_learners_join_every_teacher_of_their_dataset_beside_willis():
+    def rows(run_id, normalisation, mode, accuracies, preset="linear"):
+        return [(str(run_id), "1", "mnist", normalisation, 5, preset, mode, i, value, 1.0)
+                for i, value in enumerate(accuracies)]
+    transfer = pd.DataFrame(rows(1, "batch", "gtn", [0.5, 0.7]) + rows(2, "batch", "vanilla", [0.9, 0.94]) +
+                            rows(3, "weight_mean_only", "short_gtn", [0.2, 0.4]) +
+                            rows(3, "weight_mean_only", "gtn", [0.6], preset="goodai"),
+                            columns=willis.TRANSFER_COLUMNS)
+    table = willis.transfer_table(transfer)
+    assert list(zip(table.normalisation, table.preset)) == [("batch", "linear"), ("weight_mean_only", "goodai"),
+                                                            ("weight_mean_only", "linear")]
+    assert table.vanilla_mean.tolist()[::2] == pytest.approx([0.92, 0.92])  # the same learners for both teachers
+    assert table.gtn_mean[0] == pytest.approx(0.6) and table.short_gtn_mean[2] == pytest.approx(0.3)
+    assert table.willis_gtn.tolist()[::2] == [0.61, 0.61] and pd.isna(table.willis_gtn[1])  # goodai: not his
+    assert willis.WILLIS_TRANSFER.set_index("preset").loc["base_larger3"].tolist() == [0.72, 0.97, 0.91]
+
+
+@pytest.fixture(scope="module")
+def normalisation_study(tmp_path_factory):
+    """The smoke normalisation study (4 teachers, their transfer and robustness runs) in a file store."""
+    prepare("mnist", default_data_root())
+    runs_dir = tmp_path_factory.mktemp("normalisation-runs")
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "experiments/run_tasks.py", "--study", "normalisation", "--profile", "smoke",
+               "--workers", "1", "--runs-dir", str(runs_dir)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    store = results.open_store(runs_dir=runs_dir)
+    return SimpleNamespace(runs_dir=runs_dir, store=store, runs=results.load_runs(store))
+
+
+def test_normalisation_table_has_one_row_per_normalisation(normalisation_study):
+    teachers = willis.normalisation_runs(normalisation_study.runs)
+    assert list(teachers.normalisation) == list(NORMALISATIONS) and set(teachers.status) == {"COMPLETED"}
+    metrics = results.load_metrics(normalisation_study.store, teachers.run_id)
+    table = willis.normalisation_table(teachers, metrics)
+    assert list(table.normalisation) == list(NORMALISATIONS) and set(table.dataset) == {"mnist"}
+    assert table[["seeds", "completed", "diverged"]].values.tolist() == [[1, 1, 0]] * 4
+    assert table.accuracy_mean.tolist() == teachers.final_accuracy.tolist()
+    assert (table.best_accuracy_mean >= table.accuracy_mean).all() and (table.meta_loss_spread > 0).all()
+    # The other studies' sections read the batch-normalised teacher only.
+    assert results.select_runs(normalisation_study.runs, normalisation="batch").run_id.tolist() == \
+        teachers[teachers.normalisation == "batch"].run_id.tolist()
+
+
+def test_transfer_rows_cover_every_preset_and_mode_of_both_evaluated_teachers(normalisation_study):
+    runs, store = normalisation_study.runs, normalisation_study.store
+    transfer = willis.load_transfer(store, runs)
+    assert list(transfer.columns) == willis.TRANSFER_COLUMNS and transfer.accuracy.between(0, 1).all()
+    teachers = runs[runs.name == results.TRAINING].set_index("run_id").normalisation
+    assert (transfer.source_run_id.map(teachers) == transfer.normalisation).all()
+    configs = [config for config in runs[runs.name == willis.TRANSFER].config]
+    presets, learners = configs[0]["presets"], {tuple(c["modes"]): c["learners"] for c in configs}
+    counts = transfer.groupby(["normalisation", "mode"]).size().to_dict()
+    assert counts == {("batch", "gtn"): len(presets) * learners[("gtn", "short_gtn")],
+                      ("batch", "short_gtn"): len(presets) * learners[("gtn", "short_gtn")],
+                      ("batch", "vanilla"): len(presets) * learners[("vanilla",)],
+                      ("weight_mean_only", "gtn"): len(presets) * learners[("gtn", "short_gtn")],
+                      ("weight_mean_only", "short_gtn"): len(presets) * learners[("gtn", "short_gtn")]}
+    table = willis.transfer_table(transfer)
+    assert list(zip(table.normalisation, table.preset)) == [(n, p) for n in EVALUATED for p in presets]
+    assert table[[f"{mode}_mean" for mode in ("gtn", "short_gtn", "vanilla")]].notna().all().all()
+    vanilla = table.pivot(index="preset", columns="normalisation", values="vanilla_mean")
+    assert (vanilla.batch == vanilla.weight_mean_only).all()  # one vanilla run, joined to both teachers
+    willis_linear = willis.WILLIS_TRANSFER.set_index("preset").loc["linear"]
+    assert (table[table.preset == "linear"].willis_gtn == willis_linear.willis_gtn).all()
+
+
+def test_robustness_at_strength_zero_is_the_clean_accuracy_for_noise_and_blur(normalisation_study):
+    robustness = willis.load_robustness(normalisation_study.store, normalisation_study.runs)
+    assert list(robustness.columns) == willis.ROBUSTNESS_COLUMNS and "seconds" not in set(robustness.corruption)
+    assert sorted(robustness.normalisation.unique()) == EVALUATED and (robustness.seconds > 0).all()
+    clean = robustness[robustness.strength == 0].pivot_table(
+        index=["run_id", "mode", "learner"], columns="corruption", values="accuracy")
+    assert len(clean) > 0 and (clean.noise == clean.blur).all()
+    table = willis.robustness_table(robustness)
+    strengths = normalisation_study.runs[normalisation_study.runs.name == willis.ROBUSTNESS].config.iloc[0]["strengths"]
+    keys = {(n, m, c, float(s)) for n in EVALUATED for m in ("gtn", "short_gtn", "vanilla")
+            for c, values in strengths.items() for s in values}
+    assert set(zip(table.normalisation, table["mode"], table.corruption, table.strength)) == keys
+    assert table.accuracy_mean.between(0, 1).all() and (table.learners >= 1).all()
+
+
+@pytest.fixture(scope="module")
+def normalisation_report(normalisation_study, tmp_path_factory):
+    """The notebook executed headless on the normalisation study's file store."""
+    return report(tmp_path_factory.mktemp("report-normalisation"), "--runs-dir", str(normalisation_study.runs_dir))
+
+
+def test_report_on_the_normalisation_study_writes_its_figures_and_tables(normalisation_report):
+    for name in WILLIS_FIGURES:
+        with Image.open(normalisation_report.figures / f"{name}.png") as image:
+            assert image.width >= 300 and image.height >= 200, name
+            assert len(image.convert("RGB").getcolors(1 << 24)) > 1, name
+    assert len(pd.read_csv(normalisation_report.figures / "normalisation.csv")) == len(NORMALISATIONS)
+    assert set(pd.read_csv(normalisation_report.figures / "transfer.csv").normalisation) == set(EVALUATED)
+    assert set(pd.read_csv(normalisation_report.figures / "robustness.csv").corruption) == set(willis.ORDERS["corruption"])
+    assert "Traceback" not in normalisation_report.page.read_text()
+    assert normalisation_report.summary[["experiment", "variant", "seeds"]].values.tolist() == [["B", "learned", 1]]
+
+
+def test_report_without_the_normalisation_study_skips_its_sections(file_report):
+    page = file_report.page.read_text()
+    for missing in ("no normalisation-study runs in this store", "no transfer runs", "no robustness runs"):
+        assert missing in page
+    assert not any((file_report.figures / f"{name}.png").exists() for name in WILLIS_FIGURES)

@@ -1,0 +1,89 @@
+"""The NAS proxy: the search space (deterministic, valid, within budget), rank statistics against hand-checked
+rankings, the proxy-led search, and the Sacred experiment on a smoke teacher."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gtn_core.evaluations.ranking import rank_correlation, search_by_proxy, top_fraction
+from gtn_core.learners import init_learner
+from gtn_core.learners.search_space import MAX_MULTIPLY_ADDS, family_of, multiply_adds, sample_architecture
+from gtn_core.learners.presets import PRESETS
+from tracking.stores import FileStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sample_architecture_is_deterministic_valid_and_within_budget():
+    images = torch.rand(2, 1, 28, 28) * 2 - 1
+    seen = set()
+    for seed in range(1000):
+        cfg = sample_architecture(seed)
+        assert cfg == sample_architecture(seed)
+        assert multiply_adds(cfg) <= MAX_MULTIPLY_ADDS
+        learner = init_learner(cfg, torch.Generator().manual_seed(seed))
+        learner.train()
+        with torch.no_grad():
+            assert learner(images).shape == (2, 10)
+        seen.add((len(cfg.channels), cfg.head, cfg.normalisation))
+    assert len(seen) >= 24  # every depth, head and normalisation appears
+    assert family_of(sample_architecture(3)).count(",") == 2
+    with pytest.raises(ValueError, match="seed=-1: expected a non-negative integer"):
+        sample_architecture(-1)
+
+
+def test_multiply_adds_counts_convs_and_linears():
+    # goodai: conv 1->32 at 28x28 (3x3), conv 32->64 at 14x14, linear 64*7*7 -> 10
+    assert multiply_adds(PRESETS["goodai"]) == 28 * 28 * 9 * 32 + 14 * 14 * 9 * 32 * 64 + 64 * 49 * 10
+    assert multiply_adds(PRESETS["linear"]) == 784 * 256 + 256 * 128 + 128 * 10
+
+
+def test_rank_correlations_match_hand_computed_values():
+    proxy, target = [1, 2, 3, 4, 5], [1, 3, 2, 4, 5]
+    # Spearman: 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 120; Kendall: (9 concordant - 1 discordant) / 10.
+    assert rank_correlation(proxy, target).statistic == pytest.approx(0.9)
+    assert rank_correlation(proxy, target, "kendall").statistic == pytest.approx(0.8)
+    assert rank_correlation(proxy, [5, 4, 3, 2, 1]).statistic == pytest.approx(-1.0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(60, generator=generator).tolist()
+    noisy = [value + 0.5 * float(torch.randn(1, generator=generator)) for value in x]
+    result = rank_correlation(x, noisy, resamples=500)
+    assert result.low < result.statistic < result.high and result.n == 60 and 0.7 < result.statistic < 1
+    with pytest.raises(ValueError, match="kind='pearson': expected one of spearman, kendall"):
+        rank_correlation(x, noisy, "pearson")
+    with pytest.raises(ValueError, match="expected two equal 1-D sequences"):
+        rank_correlation([1, 2, 3], [1, 2])
+
+
+def test_the_proxy_led_search_trains_the_top_k_and_counts_its_seconds():
+    proxy, full = [0.9, 0.1, 0.8, 0.5], [0.95, 0.99, 0.97, 0.96]
+    result = search_by_proxy(proxy, full, [1, 1, 1, 1], [10, 20, 30, 40], k=2)
+    assert (result.chosen, result.chosen_accuracy, result.best, result.best_accuracy) == (2, 0.97, 1, 0.99)
+    assert (result.proxy_route_seconds, result.full_route_seconds) == (4 + 10 + 30, 100)
+    assert list(top_fraction(proxy, 0.5)) == [0, 2, 3]  # at least 3
+    with pytest.raises(ValueError, match="k=5: expected an int in 1..4"):
+        search_by_proxy(proxy, full, [1] * 4, [1] * 4, k=5)
+
+
+def test_nas_proxy_experiment_scores_every_architecture_on_a_smoke_teacher(tmp_path, mnist_ready):
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+
+    def run(script, *words):
+        return subprocess.run([sys.executable, f"experiments/{script}", "with", "smoke", "progress=False", *words],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    assert run("mnist_experiment.py").returncode == 0
+    bad = run("nas_proxy.py", "source_run_id=1", "top_k=9")
+    assert bad.returncode != 0 and "top_k=9" in bad.stderr
+    done = run("nas_proxy.py", "source_run_id=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = next(r for r in FileStore(tmp_path).records() if r.name == "gtn_nas_proxy" and r.status == "COMPLETED")
+    rows = json.loads((tmp_path / record.run_id / "info.json").read_text())["rows"]
+    assert [r["architecture"] for r in rows] == [0, 1, 2, 3]
+    assert all(0 <= r[key] <= 1 for r in rows for key in ("gtn_proxy", "real_proxy", "real"))
+    assert sum("real_long" in r for r in rows) == 2
+    assert set(record.result["gtn_proxy"]) == {"spearman_all", "kendall_all", "spearman_top_half", "kendall_top_half"}
