@@ -39,8 +39,8 @@ DEFAULT_NORMALISATION = LearnerConfig().normalisation
 CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "normalisation", "dataset", "seed")
 COLUMN_KEYS = ("teacher", "curriculum", "normalisation")  # select_runs selects these on the runs' columns
 RUN_COLUMNS = ["run_id", "file_store_id", "name", "status", "experiment", "teacher", "curriculum", "variant",
-               "normalisation", "dataset", "seed", "batch_size", "inner_steps", "outer_steps", "start_time", "stop_time",
-               "wall_seconds", "final_accuracy", "config"]
+               "normalisation", "dataset", "seed", "batch_size", "inner_steps", "outer_steps", "start_time",
+               "stop_time", "wall_seconds", "final_accuracy", "config"]
 # Such et al. (2019), Fig. 1c, MNIST (batch 128, 32 inner steps, 2,000 outer steps): final test accuracy per
 # curriculum, read from the figure.
 PAPER_CURRICULA = pd.DataFrame([("full", 0.985), ("shuffled_batch", 0.974), ("all_shuffled", 0.968), ("none", 0.957)],
@@ -88,7 +88,8 @@ def _run_row(record: RunRecord) -> dict:
     return {"run_id": record.run_id, "file_store_id": record.file_store_id, "name": record.name,
             "status": record.status, "experiment": experiment_of(config.get("batch_size"), config.get("inner_steps")),
             "teacher": teacher, "curriculum": curriculum,
-            "variant": variant, "normalisation": _normalisation_of(record), "dataset": config.get("dataset"), "seed": config.get("seed"),
+            "variant": variant, "normalisation": _normalisation_of(record), "dataset": config.get("dataset"),
+            "seed": config.get("seed"),
             "batch_size": config.get("batch_size"), "inner_steps": config.get("inner_steps"),
             "outer_steps": config.get("outer_steps"), "start_time": record.start_time, "stop_time": record.stop_time,
             "wall_seconds": wall, "final_accuracy": final, "config": config}

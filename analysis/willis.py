@@ -8,7 +8,7 @@ pandas DataFrames, read from `analysis.results.load_runs` output and the store.
     metrics = results.load_metrics(store, teachers.run_id, names=["test_accuracy", "meta_loss", "step_seconds"])
     table = willis.normalisation_table(teachers, metrics)    # per (dataset, normalisation)
     transfer = willis.load_transfer(store, runs)             # one row per transfer learner
-    willis.transfer_table(transfer)                          # per (dataset, teacher normalisation, preset), beside Willis
+    willis.transfer_table(transfer)                          # per (dataset, teacher normalisation, preset)
     robustness = willis.load_robustness(store, runs)         # one row per (learner, corruption, strength)
     willis.robustness_table(robustness)
 

@@ -14,6 +14,8 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py with experiment_b curriculum=none variant=random
     python experiments/mnist_experiment.py with experiment_b teacher=real_data
     python experiments/mnist_experiment.py with experiment_b teacher=distillation
+    python experiments/mnist_experiment.py with experiment_a teacher=gan gan_run_id=5    # a trained GAN's generator
+    python experiments/mnist_experiment.py with experiment_a teacher=gan gan_run_id=5 gan.meta_train=True
     python experiments/mnist_experiment.py with paper checkpoint_unroll=True generator.hidden_size=512
     python experiments/mnist_experiment.py print_config with experiment_a
     python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab
@@ -58,7 +60,7 @@ from experiments.observers import attach_observers, mongo_option
 from experiments.dataclass_config import DataclassConfig, core_config
 from experiments.shapes import add_shape_configs
 from gtn_core.checkpoint import load_training_state, save_checkpoint, save_training_state
-from gtn_core.config import GTNConfig
+from gtn_core.config import GTNConfig, config_to_dict
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
 from gtn_core.distributed import any_rank, broadcast_object, current_world, init_from_environment, rank_device
@@ -85,6 +87,8 @@ def config():
     checkpoint_every = None  # outer steps between training checkpoints (training.pt); None: at every evaluation
     resume_from = None  # id of a run of resume_store: continue from its training.pt as a new run
     resume_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: this run's file store
+    gan_run_id = None  # teacher=gan: id of a COMPLETED gan_experiment run of gan_store, whose generator teaches
+    gan_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: this run's file store
 
 
 def build_config(values: dict) -> GTNConfig:
@@ -223,6 +227,31 @@ def resume(trainer: MetaTrainer, run, run_id, resume_store, dataset: str) -> Non
     run.info["resumed_from"] = {"run": str(run_id), "step": trainer.step}
 
 
+def load_gan_generator(teacher: Teacher, cfg: GTNConfig, run, gan_run_id, gan_store, dataset: str) -> None:
+    """Load the generator of GAN run `gan_run_id` into a GAN teacher; ValueError naming the run when it is not a
+    COMPLETED gtn_gan run on `dataset` with the teacher's GAN config (meta_train aside)."""
+    with contextlib.closing(open_location(gan_store or file_store_of(run))) as store:
+        source = find_run(store, gan_run_id)
+        if source.name != "gtn_gan" or source.status != "COMPLETED" or source.config.get("dataset") != dataset:
+            raise ValueError(f"gan_run_id={gan_run_id!r}: run {source.run_id} of the {store.label} is a {source.status}"
+                             f" {source.name!r} run on {source.config.get('dataset')!r}; expected a COMPLETED "
+                             f"'gtn_gan' run on {dataset!r}")
+        with store.local_artifact(source.run_id, "gan.pt") as path:
+            payload = torch.load(path, map_location=teacher.device, weights_only=True)
+    trained = {**payload["config"], "meta_train": cfg.gan.meta_train}
+    if trained != config_to_dict(cfg.gan):
+        raise ValueError(f"gan_run_id={gan_run_id!r}: its GAN config {payload['config']} differs from this run's "
+                         f"gan={config_to_dict(cfg.gan)} (set gan.* to the GAN run's values)")
+    teacher.generator.load_state_dict(payload["generator"])
+
+
+def check_gan_source(cfg: GTNConfig, gan_run_id) -> None:
+    """ValueError unless a GAN run is named exactly when teacher='gan'."""
+    if (cfg.teacher == "gan") != (gan_run_id is not None):
+        raise ValueError(f"teacher={cfg.teacher!r} with gan_run_id={gan_run_id!r}: teacher='gan' needs the id of a "
+                         "trained GAN run (experiments/gan_experiment.py), and only it takes one")
+
+
 def check_checkpoint_every(value) -> None:
     """ValueError unless `value` is None or a positive integer."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -230,15 +259,19 @@ def check_checkpoint_every(value) -> None:
 
 
 @ex.main
-def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from, resume_store):
+def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from, resume_store,
+         gan_run_id, gan_store):
     """Meta-train (or resume), log every outer step, checkpoint, save the artifacts, return the final test accuracy."""
     cfg = build_config(_config)
     check_checkpoint_every(checkpoint_every)
+    check_gan_source(cfg, gan_run_id)
     world = current_world()
     world.members(cfg.meta_batch)  # the ranks must divide the meta-batch: checked before any work
     torch_device = rank_device(resolve_device(device), world)
     data = to_real_data(load_dataset(dataset, data_root or default_data_root()), torch_device)
     teacher = build_teacher(cfg, data.train_images, data.train_labels).to(torch_device)
+    if cfg.teacher == "gan" and world.is_main:  # other ranks take rank 0's teacher in synchronize()
+        load_gan_generator(teacher, cfg, _run, gan_run_id, gan_store, dataset)
     trainer = MetaTrainer(teacher, cfg, data, world)
     _run.info.update(device=str(torch_device), bn_mode=cfg.bn_mode, teacher=cfg.teacher, curriculum=cfg.curriculum,
                      teacher_parameters=sum(p.numel() for p in teacher.parameters()), ranks=world.size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-TEACHERS = ("gtn", "real_data", "distillation")
+TEACHERS = ("gtn", "real_data", "distillation", "gan")
 CURRICULA = ("full", "shuffled_batch", "all_shuffled", "none")
 VARIANTS = ("learned", "random_fixed", "random")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
@@ -80,6 +80,28 @@ class GeneratorConfig:
         if self.image_size % 4:
             raise ValueError(f"GeneratorConfig.image_size={self.image_size}: expected a multiple of 4 "
                              "(two x2 upsamplings)")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """A conditional DCGAN's generator (noise + label -> dense -> 7x7 -> two stride-2 transposed convs -> tanh) and
+    its discriminator (image + label planes -> two stride-2 convs -> logit); teacher='gan' uses its generator."""
+
+    noise_size: int = knob(64, "generator input size (plus a one-hot label)")
+    num_classes: int = knob(10, "classes the generator labels")
+    base_channels: int = knob(128, "generator channels at 7x7 (halved at 14x14); the discriminator's widest layer")
+    image_channels: int = knob(1, "channels of a generated image")
+    image_size: int = knob(28, "side of a generated image (a multiple of 4)")
+    meta_train: bool = knob(False, "teacher='gan': meta-train the generator's weights (a GTN initialised from the "
+                                   "GAN) instead of keeping them frozen")
+
+    def __post_init__(self) -> None:
+        _require_int("GANConfig", noise_size=self.noise_size, num_classes=self.num_classes,
+                     base_channels=self.base_channels, image_channels=self.image_channels, image_size=self.image_size)
+        if self.image_size % 4:
+            raise ValueError(f"GANConfig.image_size={self.image_size}: expected a multiple of 4 (two x2 upsamplings)")
+        if not isinstance(self.meta_train, bool):
+            raise ValueError(f"GANConfig.meta_train={self.meta_train!r}: expected True or False")
 
 
 @dataclass(frozen=True)
@@ -165,7 +187,8 @@ class GTNConfig:
     """Everything one meta-training run needs; built once from the CLI/Sacred config and never mutated."""
 
     teacher: str = knob("gtn", "what yields the curriculum: gtn (a generator) | real_data (fresh real batches) | "
-                               "distillation (learned pixels, Wang et al. 2018)")
+                               "distillation (learned pixels, Wang et al. 2018) | gan (a trained conditional "
+                               "DCGAN's generator on fresh noise)")
     curriculum: str = knob("full", "teacher=gtn only: full (K learned batches in order) | shuffled_batch (each step "
                                    "one of them, drawn at random) | all_shuffled (each step B of the K*B learned "
                                    "pairs) | none (fresh noise and random labels every step; variant=random)")
@@ -177,6 +200,7 @@ class GTNConfig:
     eval_every: int = knob(25, "outer steps between evaluations (a fresh learner scored on all 10k test images)")
     noise_distribution: str = knob("normal", "generator inputs: normal (N(0,1)) | uniform (U(-1,1))")
     generator: GeneratorConfig = knob(GeneratorConfig, "the GTN's generator network")
+    gan: GANConfig = knob(GANConfig, "teacher='gan': the conditional DCGAN whose generator teaches")
     learner: LearnerConfig = knob(LearnerConfig, "the learner trained in the inner loop (and scored at evaluations)")
     learner_sampling: str = knob("fixed", "meta-training learners: fixed (`learner`) | random_width (its widths "
                                           "drawn in [w/2, 2w) per outer step, the paper's randomize_width) | "
@@ -252,6 +276,12 @@ class GTNConfig:
                              "no learned batches to shuffle (use curriculum='none' or variant='learned')")
 
     def _check_shapes(self) -> None:
+        if self.teacher == "gan":
+            made = (self.gan.num_classes, self.gan.image_channels, self.gan.image_size)
+            wanted = (self.learner.num_classes, self.learner.image_channels, self.learner.image_size)
+            if made != wanted:
+                raise ValueError(f"gan (classes, channels, side) {made} != learner's {wanted}: the GAN must make "
+                                 "the learner's images and classes")
         if self.generator.num_classes != self.learner.num_classes:
             raise ValueError(f"generator.num_classes={self.generator.num_classes} != learner.num_classes="
                              f"{self.learner.num_classes}: the teacher must label the learner's classes")
@@ -261,7 +291,7 @@ class GTNConfig:
                              f"{(self.learner.image_channels, self.learner.image_size)}")
 
 
-SECTIONS = {"generator": GeneratorConfig, "learner": LearnerConfig}
+SECTIONS = {"generator": GeneratorConfig, "gan": GANConfig, "learner": LearnerConfig}
 
 
 def section_of(f: dataclasses.Field):

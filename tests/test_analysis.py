@@ -73,7 +73,8 @@ def test_runs_frame_has_one_row_per_run_with_the_documented_columns(study):
 def test_select_runs_filters_by_config_and_keeps_the_newest_run_of_each_cell_and_seed():
     start = datetime(2026, 1, 1)
     rows = [dict(run_id=str(i), name=results.TRAINING, status=status, experiment="C", teacher="gtn",
-                 curriculum="full", variant="learned", normalisation="batch", dataset="mnist", seed=seed, start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
+                 curriculum="full", variant="learned", normalisation="batch", dataset="mnist", seed=seed,
+                 start_time=start + timedelta(minutes=i), final_accuracy=i / 10,
                  config={"dataset": "mnist", "outer_steps": steps})
             for i, (status, seed, steps) in enumerate([("COMPLETED", 0, 6), ("COMPLETED", 0, 6), ("FAILED", 0, 6),
                                                        ("COMPLETED", 1, 6), ("COMPLETED", 0, 1000)])]
@@ -411,7 +412,8 @@ def test_report_on_the_normalisation_study_writes_its_figures_and_tables(normali
             assert len(image.convert("RGB").getcolors(1 << 24)) > 1, name
     assert len(pd.read_csv(normalisation_report.figures / "normalisation.csv")) == len(NORMALISATIONS)
     assert set(pd.read_csv(normalisation_report.figures / "transfer.csv").normalisation) == set(EVALUATED)
-    assert set(pd.read_csv(normalisation_report.figures / "robustness.csv").corruption) == set(willis.ORDERS["corruption"])
+    corruptions = pd.read_csv(normalisation_report.figures / "robustness.csv").corruption
+    assert set(corruptions) == set(willis.ORDERS["corruption"])
     assert "Traceback" not in normalisation_report.page.read_text()
     assert normalisation_report.summary[["experiment", "variant", "seeds"]].values.tolist() == [["B", "learned", 1]]
 

@@ -12,7 +12,7 @@ LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size":
 # Config keys added after runs were already stored, with the value those older runs behaved as: a run stored
 # without the key still counts as having it (so adding a key with its old behaviour as default keeps resume).
 IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1,
-                          "learner_sampling": "fixed",
+                          "learner_sampling": "fixed", "gan_run_id": None, "gan_store": None,
                           "learner_presets": list(GTNConfig.__dataclass_fields__["learner_presets"].default)}
 # Experiment keys renamed since runs were stored: old name -> new name (the shuffle ablation's `runs_dir` became
 # `source_store` when it could also name a MongoDB).
@@ -38,10 +38,12 @@ def upgrade_config(stored: dict) -> dict:
 
 
 def _sections_filled(stored: dict) -> dict:
-    """The stored sections (generator, learner) with the keys added to them since filled in with their defaults
-    (each added with its old behaviour as default)."""
-    return {name: {**config_to_dict(cls()), **stored[name]} for name, cls in SECTIONS.items()
-            if isinstance(stored.get(name), dict)}
+    """The stored sections (generator, gan, learner) with the keys added to them since filled in with their
+    defaults (each added with its old behaviour as default); a training run stored before a section existed gets
+    the whole section's defaults."""
+    if "generator" not in stored:
+        return {}  # not a training run's config
+    return {name: {**config_to_dict(cls()), **stored.get(name, {})} for name, cls in SECTIONS.items()}
 
 
 def config_differences(stored: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -1,0 +1,84 @@
+"""The GAN-data teacher: the conditional DCGAN trains, its generator meta-tests and meta-trains through the one
+teacher interface, and a GAN run teaches a tracked mnist_experiment run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gtn_core.config import GANConfig, GeneratorConfig, GTNConfig
+from gtn_core.evaluate import meta_test
+from gtn_core.gan_training import GANTrainer, GANTraining
+from gtn_core.meta import RealData, meta_loss, meta_train
+from gtn_core.teachers import GANTeacher, build_teacher
+from tracking.stores import FileStore
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_GAN = GANConfig(noise_size=4, num_classes=3, base_channels=8, image_size=8)
+
+
+def test_the_gan_trainer_moves_both_networks_and_samples_one_row_per_class():
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(40, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (40,))
+    trainer = GANTrainer(TINY_GAN, GANTraining(steps=3, batch_size=8), images, labels, generator)
+    before = [p.detach().clone() for p in trainer.generator_net.parameters()]
+    records = list(trainer.records())
+    assert [r.step for r in records] == [1, 2, 3] and all(r.d_loss > 0 and 0 < r.d_real < 1 for r in records)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator_net.parameters()))
+    samples = trainer.samples(5, torch.Generator().manual_seed(1))
+    assert samples.shape == (3, 5, 1, 8, 8) and samples.abs().max() <= 1
+    with pytest.raises(ValueError, match=r"images \(40, 1, 8, 8\) and labels \(40,\): expected \(N, 1, 28, 28\)"):
+        GANTrainer(GANConfig(), GANTraining(), images, labels, generator)
+    with pytest.raises(ValueError, match="GANTraining.steps=0: expected a positive integer"):
+        GANTraining(steps=0)
+
+
+@pytest.mark.parametrize("generator_learns", (False, True))
+def test_the_gan_teacher_meta_tests_and_meta_trains_through_the_teacher_interface(generator_learns, float64):
+    cfg = tiny_config(teacher="gan", gan=GANConfig(**{**TINY_GAN.__dict__, "meta_train": generator_learns}))
+    teacher = build_teacher(cfg)
+    assert isinstance(teacher, GANTeacher) and not teacher.fixed_curriculum
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(9, 1, 8, 8, generator=generator) * 2 - 1, torch.randint(0, 3, (9,), generator=generator)
+    meta_loss(teacher, cfg, images, labels, torch.Generator().manual_seed(2)).backward()
+    assert teacher.hparams.log_lr.grad.abs().sum() > 0
+    weights = list(teacher.generator.parameters())
+    assert all((w.grad is not None and w.grad.abs().sum() > 0) == generator_learns for w in weights)
+    groups = {group["name"] for group in teacher.param_groups(cfg)}
+    assert groups == ({"teacher", "inner_hparams"} if generator_learns else {"inner_hparams"})
+    first = teacher.curriculum(torch.Generator().manual_seed(3)).materialize()
+    assert first.shape == (3, 6, 1, 8, 8)
+    assert not torch.equal(first, teacher.curriculum(torch.Generator().manual_seed(4)).materialize())
+    meta_test(teacher, cfg, torch.Generator().manual_seed(5))
+    data = RealData(images, labels, images, labels)
+    assert [r.step for r in meta_train(teacher, cfg, data)] == [1, 2]
+
+
+def test_a_gan_config_must_make_the_learners_images_and_a_gan_run_is_required():
+    with pytest.raises(ValueError, match=r"gan \(classes, channels, side\) \(10, 1, 28\) != learner's \(3, 1, 8\)"):
+        tiny_config(teacher="gan", gan=GANConfig())
+    assert GTNConfig(teacher="gan").gan == GANConfig()
+
+
+def test_a_trained_gan_teaches_a_tracked_run(tmp_path, mnist_ready):
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+
+    def run(script, *words):
+        return subprocess.run([sys.executable, f"experiments/{script}", "with", "smoke", "progress=False", *words],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    gan = run("gan_experiment.py")
+    assert gan.returncode == 0, gan.stderr[-2000:]
+    store = FileStore(tmp_path)
+    assert {"gan.pt", "samples.png", "samples_10.png"} <= set(store.artifact_names("1"))
+    missing = run("mnist_experiment.py", "teacher=gan")
+    assert missing.returncode != 0 and "teacher='gan' needs the id of a trained GAN run" in missing.stderr
+    other = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1")
+    assert other.returncode != 0 and "differs from this run's gan=" in other.stderr
+    taught = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1", "gan.base_channels=16", "gan.noise_size=8")
+    assert taught.returncode == 0, taught.stderr[-2000:]
+    record = [r for r in store.records() if r.name == "gtn_mnist" and r.status == "COMPLETED"][-1]
+    assert record.config["teacher"] == "gan" and 0 <= record.result <= 1
