@@ -6,6 +6,8 @@
     python experiments/run_tasks.py --study curricula --seeds 3   # the paper's four curricula at B's shape
     python experiments/run_tasks.py --study baselines --seeds 3   # GTN vs real data, tuned SGD, distillation
     python experiments/run_tasks.py --study normalisation --seeds 3   # the learner's normalisation, at B's shape
+    python experiments/run_tasks.py --study nas          # GTN data as an architecture-search proxy
+    python experiments/run_tasks.py --study gan --seeds 3   # a DCGAN's data vs GTN, real data, distillation (A)
     python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
     python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
     python experiments/run_tasks.py --only a --ranks 2 --meta-batch 2 --workers 1   # each cell on 2 torchrun ranks
@@ -17,6 +19,10 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
 - curricula: a GTN with curriculum full, shuffled_batch, all_shuffled (learned inputs) and none (variant random);
 - baselines: the GTN (full, learned), real data with learned lr/momentum, distillation (mnist_experiment.py) and
   plain SGD with a tuned constant lr and momentum (tuned_sgd.py);
+- nas: a GTN teacher at A's shape, then nas_proxy.py on it (64 architectures: the GTN proxy, K real batches and
+  one epoch of real data, rank correlations);
+- gan: a conditional DCGAN (gan_experiment.py) first, then at A's shape (200 outer steps) the GTN, real data,
+  distillation, the GAN's generator as a teacher and a GTN initialised from it;
 - normalisation: the learner normalised by batch / weight / weight_mean_only / none (200 outer steps), then
   transfer.py and robustness.py of the seed-0 batch and weight_mean_only teachers (and the real-data learners
   of every preset once).
@@ -43,9 +49,9 @@ from tqdm import tqdm
 
 from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
-from experiments.study_plan import (ABLATION, ROBUSTNESS, TRAINING, TRANSFER, TUNED_SGD, RunRecord,  # noqa: F401
-                                    Task, completed_evaluation, completed_run, dry_run_line, expected_config, plan,
-                                    teacher_reference)
+from experiments.study_plan import (ABLATION, GAN, NAS_PROXY, ROBUSTNESS, TRAINING, TRANSFER,  # noqa: F401
+                                    TUNED_SGD, RunRecord, Task, completed_evaluation, completed_run, dry_run_line,
+                                    expected_config, plan, teacher_reference)
 from gtn_core.config import NORMALISATIONS, VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
@@ -59,17 +65,24 @@ STUDY_ARMS = {
                   ("all_shuffled", TRAINING, {"curriculum": "all_shuffled", "variant": "learned"}),
                   ("none", TRAINING, {"curriculum": "none", "variant": "random"})],
     "normalisation": [(name, TRAINING, {"learner.normalisation": name}) for name in NORMALISATIONS],
+    "nas": [("learned", TRAINING, {"curriculum": "full", "variant": "learned"})],
+    "gan": [("gtn", TRAINING, {"curriculum": "full", "variant": "learned"}),
+            ("real_data", TRAINING, {"teacher": "real_data"}),
+            ("distillation", TRAINING, {"teacher": "distillation"}),
+            ("gan", TRAINING, {"teacher": "gan"}),
+            ("gan_meta_trained", TRAINING, {"teacher": "gan", "gan.meta_train": True})],
     "baselines": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
                   ("real_data", TRAINING, {"teacher": "real_data"}),
                   ("tuned_sgd", TUNED_SGD, {}),
                   ("distillation", TRAINING, {"teacher": "distillation"})],
 }
 STUDIES = ("goodai", *STUDY_ARMS)
-DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"]}
+DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"],
+                  "nas": ["a"], "gan": ["a"]}
 # Studies whose cells train for fewer outer steps than the experiment's default (--outer-steps overrides; the smoke
 # profile keeps its own): the
 # normalisation study's 4 arms x 3 seeds fit in about 45 minutes on 2 cores at 200.
-STUDY_OUTER_STEPS = {"normalisation": 200}
+STUDY_OUTER_STEPS = {"normalisation": 200, "gan": 200}
 # The normalisation study's evaluations of its seed-0 batch and weight_mean_only teachers (B's shape: K = 10, so the
 # short learners take the first 5 steps): transfer to every preset (5 learners each), robustness (5 per mode); the
 # real-data learners of every preset do not depend on the teacher, so they run once, beside the batch teacher
@@ -145,6 +158,8 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
                     updates["outer_steps"] = outer_steps
                 if args.meta_batch is not None and module == TRAINING:
                     updates["meta_batch"] = args.meta_batch
+                if arm_updates.get("teacher") == "gan":
+                    updates.update(args.gan_source)  # the GAN the study trained first (gan_phase)
                 # smoke first: its tiny networks stay, the experiment's batch size and step count win
                 tasks.append(Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates))
     return tasks
@@ -156,6 +171,8 @@ def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) 
     smoke = ("smoke",) if args.profile == "smoke" else ()
     if args.study == "goodai":
         return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
+    if args.study == "nas" and training.updates["seed"] == 0:
+        return [Task(f"{training.label} nas", NAS_PROXY, smoke, dict(reference))]
     if args.study == "normalisation" and training.updates["seed"] == 0:
         arm = NORMALISATION_EVALUATIONS.get(training.updates["learner.normalisation"], [])
         return [Task(f"{training.label} {suffix}", module, smoke, {**reference, **updates})
@@ -227,18 +244,22 @@ def run_phase(tasks: list[Task], args: argparse.Namespace, desc: str) -> list[Ou
 
 
 def describe_result(outcome: Outcome) -> str:
-    """The summary's result column: final test accuracy, or the ablation medians."""
+    """The summary's result column: final test accuracy, the ablation medians, or an evaluation's headline."""
     result = outcome.result
-    if isinstance(result, dict) and "median_learned" in result:
-        return f"learned {result['median_learned']:.4f} / shuffled {result['median_shuffled']:.4f}"
-    if isinstance(result, dict) and result:  # transfer or robustness: mean accuracies (curves) by mode and learner
-        key, value = next(iter(result.items()))
-        value = value[-1] if isinstance(value, list) else value
-        return f"{len(result)} means, {key} {value:.4f}" + (" at the top strength" if key.count(".") == 1 and
-                                                             isinstance(result[key], list) else "")
     if isinstance(result, float):
         return f"{result:.4f}"
-    return outcome.error[:60] or "-"
+    if not isinstance(result, dict) or not result:
+        return outcome.error[:60] or "-"
+    if "median_learned" in result:
+        return f"learned {result['median_learned']:.4f} / shuffled {result['median_shuffled']:.4f}"
+    if "gtn_proxy" in result:  # the NAS proxy
+        return (f"Spearman GTN proxy {result['gtn_proxy']['spearman_all']['statistic']:.3f}, real proxy "
+                f"{result['real_proxy']['spearman_all']['statistic']:.3f}")
+    if "d_loss" in result:  # the GAN
+        return f"d_loss {result['d_loss']:.3f}, g_loss {result['g_loss']:.3f}"
+    key, value = next(iter(result.items()))  # transfer: mean accuracies; robustness: mean curves
+    return f"{len(result)} means, {key} " + (f"{value[0]:.4f} clean, {value[-1]:.4f} strongest"
+                                              if isinstance(value, list) else f"{value:.4f}")
 
 
 def print_summary(outcomes: list[Outcome]) -> None:
@@ -262,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(runs_dir_of(args))  # before any cell starts
     store = planning_store(args)
     runs = store.records(missing_ok=True)
+    args.gan_source = {}
+    if args.study == "gan":
+        args.gan_source = gan_phase(args, store, runs)
+        if args.gan_source is None:
+            return 1
     grid = training_tasks(args)
     check_ranks(grid, args.ranks)
     study = plan(grid, runs, store)
@@ -285,6 +311,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped by a signal: {len(todo) - len(trained)} cell(s) not started; run the same command again to "
               "resume the interrupted cells from their checkpoints and run the rest")
     return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and len(trained) == len(todo) else 1
+
+
+def gan_phase(args: argparse.Namespace, store: Store, runs: list[RunRecord]) -> dict | None:
+    """The GAN study's first cell: the conditional DCGAN its `gan` arms learn from (trained unless the store holds
+    it); the keys naming it ({gan_run_id, gan_store}), or None when it failed or the study only plans."""
+    task = Task("gan (DCGAN)", GAN, ("smoke",) if args.profile == "smoke" else (), {"dataset": args.dataset})
+    done = completed_run(task, runs)
+    if done is None and args.dry_run:
+        print("  the GAN cell is to run first; its teacher arms are planned after it")
+        return {"gan_run_id": "(to run)"}
+    if done is None:
+        outcome = run_phase([task], args, "GAN")[0]
+        if outcome.status != "COMPLETED":
+            print(f"the GAN cell ended {outcome.status}: {outcome.error[:200]}", file=sys.stderr)
+            return None
+        run_id = outcome.run_id
+    else:
+        run_id = done.run_id
+    return {"gan_run_id": run_id, **({"gan_store": store.location} if isinstance(store, MongoStore) else {})}
 
 
 def evaluation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:

@@ -8,7 +8,8 @@ SHAPES = {"experiment_a": {"batch_size": 32, "inner_steps": 20},   # GoodAI Expe
 
 # Tiny networks and a handful of steps on real data: the whole pipeline in well under a minute.
 SMOKE = {"batch_size": 16, "inner_steps": 5, "outer_steps": 6, "eval_every": 3, "real_batch_size": 64,
-         "generator": {"hidden_size": 128, "base_channels": 32}, "learner": {"channels": [8, 16]}}
+         "generator": {"hidden_size": 128, "base_channels": 32}, "learner": {"channels": [8, 16]},
+         "gan": {"base_channels": 16, "noise_size": 8}}  # the GAN of gan_experiment.py's smoke config
 
 
 def add_shape_configs(ex, smoke: dict = SMOKE) -> None:

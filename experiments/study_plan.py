@@ -18,8 +18,10 @@ from tracking.stores import FileStore, MongoStore, RunRecord, Store, referenced_
 
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
 TUNED_SGD, TRANSFER, ROBUSTNESS = "experiments.tuned_sgd", "experiments.transfer", "experiments.robustness"
+NAS_PROXY, GAN = "experiments.nas_proxy", "experiments.gan_experiment"
 EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd",
-                    TRANSFER: "gtn_transfer", ROBUSTNESS: "gtn_robustness"}
+                    TRANSFER: "gtn_transfer", ROBUSTNESS: "gtn_robustness", NAS_PROXY: "gtn_nas_proxy",
+                    GAN: "gtn_gan"}
 # They change how a run looks or where it starts, not what it computes.
 IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
 RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")

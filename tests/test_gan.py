@@ -76,9 +76,28 @@ def test_a_trained_gan_teaches_a_tracked_run(tmp_path, mnist_ready):
     assert {"gan.pt", "samples.png", "samples_10.png"} <= set(store.artifact_names("1"))
     missing = run("mnist_experiment.py", "teacher=gan")
     assert missing.returncode != 0 and "teacher='gan' needs the id of a trained GAN run" in missing.stderr
-    other = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1")
+    other = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1", "gan.base_channels=32")
     assert other.returncode != 0 and "differs from this run's gan=" in other.stderr
-    taught = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1", "gan.base_channels=16", "gan.noise_size=8")
+    taught = run("mnist_experiment.py", "teacher=gan", "gan_run_id=1")  # smoke: the smoke GAN's networks
     assert taught.returncode == 0, taught.stderr[-2000:]
     record = [r for r in store.records() if r.name == "gtn_mnist" and r.status == "COMPLETED"][-1]
     assert record.config["teacher"] == "gan" and 0 <= record.result <= 1
+
+
+def test_the_gan_study_trains_its_gan_first_then_every_teacher_arm(tmp_path, mnist_ready):
+    words = ["--study", "gan", "--profile", "smoke", "--only", "c", "--workers", "2", "--runs-dir", str(tmp_path)]
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    runs = FileStore(tmp_path).records()
+    gan = [r for r in runs if r.name == "gtn_gan"]
+    assert len(gan) == 1
+    taught = [r for r in runs if r.name == "gtn_mnist" and r.config["teacher"] == "gan"]
+    assert sorted(r.config["gan"]["meta_train"] for r in taught) == [False, True]
+    assert all(r.config["gan_run_id"] == gan[0].run_id for r in taught)
+    assert sorted(r.config["teacher"] for r in runs if r.name == "gtn_mnist") == \
+        ["distillation", "gan", "gan", "gtn", "real_data"]
+    second = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0 and "nothing to run" in second.stdout, second.stdout[-2000:]

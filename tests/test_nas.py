@@ -87,3 +87,16 @@ def test_nas_proxy_experiment_scores_every_architecture_on_a_smoke_teacher(tmp_p
     assert all(0 <= r[key] <= 1 for r in rows for key in ("gtn_proxy", "real_proxy", "real"))
     assert sum("real_long" in r for r in rows) == 2
     assert set(record.result["gtn_proxy"]) == {"spearman_all", "kendall_all", "spearman_top_half", "kendall_top_half"}
+
+
+def test_the_nas_study_trains_a_teacher_then_ranks_architectures_with_it(tmp_path, mnist_ready):
+    words = ["--study", "nas", "--profile", "smoke", "--only", "c", "--workers", "1", "--runs-dir", str(tmp_path)]
+    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = FileStore(tmp_path).records()
+    teacher = next(r for r in runs if r.name == "gtn_mnist")
+    proxy = next(r for r in runs if r.name == "gtn_nas_proxy")
+    assert proxy.status == "COMPLETED" and proxy.config["source_run_id"] == teacher.run_id
+    assert "Spearman GTN proxy" in done.stdout

@@ -82,6 +82,9 @@ def lbfgs_attack(classifier: Classifier, images: torch.Tensor, labels: torch.Ten
 
     The default step 1.0 is calibrated on MNIST (images in [-1, 1], a learner at 0.96): at 0.01 thirty steps move a
     pixel by ~3e-3 and change nothing; at 1.0 accuracy falls from 0.96 to 0.89 at beta 1 and to 0.05 at beta 3.
+    The penalty's gradient is a unit vector whatever the distance, so with step_size / beta well above 1 each
+    pull-back overshoots x0 and pushes the image against the loss gradient (accuracy can then rise): keep
+    beta >= step_size.
     """
     _check_batch(images, labels)
     _check_strength(beta)
