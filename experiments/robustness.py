@@ -55,7 +55,7 @@ def config():
     strengths = {"noise": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],  # std of the added noise (images in [-1, 1])
                  "blur": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0],  # std of the blur, pixels
                  "fgsm": [0.0, 0.001, 0.002, 0.004, 0.007, 0.01],  # step; 30 steps, L-inf radius 30 x beta
-                 "lbfgs": [0.0, 1.0, 1.5, 2.0, 3.0, 5.0]}  # inverse weight of the distance penalty (>= step)
+                 "lbfgs": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]}  # inverse weight of the distance penalty (< step: overshoots)
     lbfgs_step_size = 1.0  # the L-BFGS-style attack's step (0.01 moves a pixel by ~3e-3 in 30 steps: no attack)
     test_size = 10000  # first N test images for noise and blur
     attack_size = 200  # first N test images for the attacks (~6 s per 200 images and strength on one core)
