@@ -110,40 +110,47 @@ def _weight_norm_scale(weight: torch.Tensor) -> torch.Tensor:
     return weight.flatten(1).norm(dim=1)
 
 
-class WeightNormConv2d(nn.Conv2d):
-    """Conv2d whose kernel is `scale * weight / ||weight||` per output channel (Salimans & Kingma 2016); both
-    `weight` (the direction) and `scale` are parameters, so the functional unroll differentiates through them."""
+class _WeightNorm:
+    """Weight normalisation (Salimans & Kingma 2016) of a layer's `weight`: the layer uses `scale * weight / ||weight||`
+    per output unit; both `weight` (the direction) and `scale` are parameters, so the functional unroll
+    differentiates through them."""
+
+    weight: nn.Parameter
+    scale: nn.Parameter
+
+    def reset_scale(self) -> None:
+        """Set `scale` to the direction's norms, so the layer starts as its plain layer with `weight`."""
+        with torch.no_grad():
+            self.scale.copy_(_weight_norm_scale(self.weight))
+
+    def normalised_weight(self) -> torch.Tensor:
+        """`scale * weight / ||weight||`, each output unit's weights rescaled to norm `scale`."""
+        factor = self.scale / _weight_norm_scale(self.weight)
+        return self.weight * factor.view(-1, *([1] * (self.weight.dim() - 1)))
+
+
+class WeightNormConv2d(_WeightNorm, nn.Conv2d):
+    """Conv2d with a weight-normalised kernel (per output channel)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.scale = nn.Parameter(_weight_norm_scale(self.weight.detach()))
-
-    def reset_scale(self) -> None:
-        """Set `scale` to the direction's norm, so the layer starts as the plain conv of `weight`."""
-        with torch.no_grad():
-            self.scale.copy_(_weight_norm_scale(self.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, H', W') with the normalised kernel."""
-        factor = (self.scale / _weight_norm_scale(self.weight)).view(-1, 1, 1, 1)
-        return self._conv_forward(x, self.weight * factor, self.bias)
+        return self._conv_forward(x, self.normalised_weight(), self.bias)
 
 
-class WeightNormLinear(nn.Linear):
-    """Linear whose rows are `scale * weight / ||weight||` (weight normalisation), both parameters."""
+class WeightNormLinear(_WeightNorm, nn.Linear):
+    """Linear with weight-normalised rows."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.scale = nn.Parameter(_weight_norm_scale(self.weight.detach()))
 
-    def reset_scale(self) -> None:
-        """Set `scale` to the rows' norms, so the layer starts as the plain linear map of `weight`."""
-        with torch.no_grad():
-            self.scale.copy_(_weight_norm_scale(self.weight))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in) -> (N, out) with the normalised rows."""
-        return F.linear(x, self.weight * (self.scale / _weight_norm_scale(self.weight)).unsqueeze(1), self.bias)
+        return F.linear(x, self.normalised_weight(), self.bias)
 
 
 class AvgPool2x2(nn.Module):
