@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 TEACHERS = ("gtn", "real_data", "distillation", "gan")
 CURRICULA = ("full", "shuffled_batch", "all_shuffled", "none")
 VARIANTS = ("learned", "random_fixed", "random")
-NOISE_DISTRIBUTIONS = ("normal", "uniform")
+NOISE_DISTRIBUTIONS = ("normal", "uniform", "uniform01")
+INNER_SCHEDULES = ("per_step", "shared")
 UNROLL_BACKENDS = ("func", "higher")
 BN_MODES = ("train", "eval")
 LR_SCHEDULES = ("constant", "cosine")
@@ -198,7 +199,8 @@ class GTNConfig:
     inner_steps: int = knob(20, "unrolled learner SGD steps (K)")
     outer_steps: int = knob(400, "teacher (meta) updates")
     eval_every: int = knob(25, "outer steps between evaluations (a fresh learner scored on all 10k test images)")
-    noise_distribution: str = knob("normal", "generator inputs: normal (N(0,1)) | uniform (U(-1,1))")
+    noise_distribution: str = knob("normal", "generator inputs: normal (N(0,1)) | uniform (U(-1,1)) | uniform01 "
+                                             "(U(0,1), GoodAI's torch.rand)")
     generator: GeneratorConfig = knob(GeneratorConfig, "the GTN's generator network")
     gan: GANConfig = knob(GANConfig, "teacher='gan': the conditional DCGAN whose generator teaches")
     learner: LearnerConfig = knob(LearnerConfig, "the learner trained in the inner loop (and scored at evaluations)")
@@ -210,6 +212,8 @@ class GTNConfig:
     teacher_lr: float = knob(1e-3, "Adam lr of the generator's weights")
     inputs_lr: float = knob(1e-2, "Adam lr of the learned inputs (GTN noise or distilled pixels)")
     hyper_lr: float = knob(1e-2, "Adam lr of the per-step log inner lr and logit momentum")
+    inner_schedule: str = knob("per_step", "learned inner lr/momentum: per_step (one pair per inner step) | shared "
+                                           "(one pair for every step, GoodAI's)")
     inner_lr_init: float = knob(0.02, "initial inner SGD learning rate (every step)")
     inner_momentum_init: float = knob(0.5, "initial inner SGD momentum (every step)")
     real_batch_size: int = knob(512, "real images scoring the learner for the meta-loss")
@@ -235,6 +239,7 @@ class GTNConfig:
         _require_choice("GTNConfig", "bn_mode", self.bn_mode, BN_MODES)
         _require_choice("GTNConfig", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _require_choice("GTNConfig", "learner_sampling", self.learner_sampling, LEARNER_SAMPLINGS)
+        _require_choice("GTNConfig", "inner_schedule", self.inner_schedule, INNER_SCHEDULES)
         self._check_presets()
         _require_positive("GTNConfig", teacher_lr=self.teacher_lr, inputs_lr=self.inputs_lr, hyper_lr=self.hyper_lr,
                           inner_lr_init=self.inner_lr_init, grad_clip=self.grad_clip)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from gtn_core.config import GTNConfig
-from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.inner_hparams import learned_hparams
 from gtn_core.recompute import GeneratedImages
 from gtn_core.seeds import NOISE, seeded_generator
 from gtn_core.teachers.base import Curriculum, Teacher
@@ -20,7 +20,7 @@ class DistilledImages(Teacher):
         shape = (cfg.inner_steps, cfg.batch_size, cfg.learner.image_channels, cfg.learner.image_size,
                  cfg.learner.image_size)
         self.pixels = nn.Parameter(torch.randn(shape, generator=seeded_generator(cfg.seed, stream=NOISE)))
-        self.hparams = InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)
+        self.hparams = learned_hparams(cfg)
         self.register_buffer("labels", curriculum_labels(cfg.inner_steps, cfg.batch_size, cfg.learner.num_classes))
 
     def curriculum(self, generator: torch.Generator) -> Curriculum:

@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gtn_core.config import GANConfig, GTNConfig
-from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.inner_hparams import learned_hparams
 from gtn_core.recompute import GeneratedImages
 from gtn_core.teachers.base import Curriculum, Teacher
 from gtn_core.teachers.generator import curriculum_labels
@@ -67,7 +67,7 @@ class GANTeacher(Teacher):
         self.generator.requires_grad_(cfg.gan.meta_train)
         self.meta_train = cfg.gan.meta_train
         self.shape = (cfg.inner_steps, cfg.batch_size, cfg.gan.noise_size)
-        self.hparams = InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)
+        self.hparams = learned_hparams(cfg)
         self.register_buffer("labels", curriculum_labels(cfg.inner_steps, cfg.batch_size, cfg.gan.num_classes))
 
     def curriculum(self, generator: torch.Generator) -> Curriculum:

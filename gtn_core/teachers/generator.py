@@ -60,11 +60,13 @@ def curriculum_labels(inner_steps: int, batch_size: int, num_classes: int) -> to
 
 
 def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw teacher inputs from N(0, 1) or U(-1, 1)."""
+    """Draw teacher inputs from N(0, 1), U(-1, 1) or U(0, 1) (GoodAI's torch.rand)."""
     if distribution == "normal":
         return torch.randn(shape, generator=generator)
     if distribution == "uniform":
         return torch.rand(shape, generator=generator) * 2 - 1
+    if distribution == "uniform01":
+        return torch.rand(shape, generator=generator)
     raise ValueError(f"noise distribution {distribution!r}: expected one of {', '.join(NOISE_DISTRIBUTIONS)}")
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.func import functional_call
 
 from gtn_core.config import GTNConfig
-from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.inner_hparams import learned_hparams
 from gtn_core.recompute import GeneratedImages
 from gtn_core.seeds import NOISE, seeded_generator
 from gtn_core.teachers.base import Curriculum, Teacher, index_on
@@ -32,7 +32,7 @@ class GTN(Teacher):
         self.fixed_curriculum = cfg.curriculum == "full" and cfg.variant != "random"
         self.inputs = TeacherInputs(cfg.variant, cfg.inner_steps, cfg.batch_size, cfg.generator.noise_size,
                                     cfg.noise_distribution, seeded_generator(cfg.seed, stream=NOISE))
-        self.hparams = InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)
+        self.hparams = learned_hparams(cfg)
         self.register_buffer("labels", curriculum_labels(cfg.inner_steps, cfg.batch_size, cfg.generator.num_classes))
 
     def curriculum(self, generator: torch.Generator) -> Curriculum:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from gtn_core.config import GTNConfig
-from gtn_core.inner_hparams import InnerHyperParams
+from gtn_core.inner_hparams import learned_hparams
 from gtn_core.teachers.base import Curriculum, Teacher, tensor_images
 
 
@@ -26,7 +26,7 @@ class RealDataTeacher(Teacher):
         self.register_buffer("images", images, persistent=False)
         self.register_buffer("targets", labels, persistent=False)
         self.hparams = hparams if hparams is not None else \
-            InnerHyperParams(cfg.inner_steps, cfg.inner_lr_init, cfg.inner_momentum_init)
+            learned_hparams(cfg)
 
     def curriculum(self, generator: torch.Generator) -> Curriculum:
         """K batches of B training images drawn without replacement (one epoch-like pass over K*B images)."""
