@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis import paired
+
 from gtn_core.config import LearnerConfig
 from tracking.stored_config import upgrade_config
 from tracking.stores import (FileStore, MongoStore, RunRecord, Store, StoreError, open_store,  # noqa: F401
@@ -229,14 +231,17 @@ def load_artifacts(store: Store, run_ids) -> pd.DataFrame:
 
 def summary_table(runs: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, variant): mean final accuracy over the selected runs' seeds and the median of the learned and
-    shuffled ablation accuracies of their teachers, beside GoodAI's reference values and the differences."""
+    shuffled ablation accuracies of their teachers, beside GoodAI's reference values and the differences, with the
+    Wilcoxon signed-rank test of the paired learners (p-value, effect size r; `paired.paired_test`)."""
     runs = default_learner(runs[(runs.teacher == "gtn") & (runs.curriculum == "full")])
     final = runs.groupby(["experiment", "variant"]).agg(seeds=("seed", "nunique"),
                                                         final_accuracy=("final_accuracy", "mean"))
     mine = ablation[ablation.source_run_id.isin(runs.run_id)]
     medians = mine.pivot_table(index=["experiment", "variant"], columns="order", values="accuracy",
                                aggfunc="median").rename(columns=lambda order: f"{order}_median")
-    table = final.join(medians).reset_index().merge(REFERENCE, on=["experiment", "variant"], how="left")
+    tests = paired.ablation_tests(mine, ["experiment", "variant"]).set_index(["experiment", "variant"])
+    table = final.join(medians).join(tests[["pairs", "wilcoxon_p", "effect_size_r"]]).reset_index() \
+        .merge(REFERENCE, on=["experiment", "variant"], how="left")
     for column in ("learned_median", "shuffled_median"):
         if column not in table:
             table[column] = float("nan")
@@ -245,8 +250,8 @@ def summary_table(runs: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     order = table.variant.map({variant: i for i, variant in enumerate(VARIANT_ORDER)})
     table = table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order")
     return table[["experiment", "variant", "seeds", "final_accuracy", "reference_accuracy", "accuracy_difference",
-                  "learned_median", "shuffled_median", "reference_shuffled_median", "shuffled_difference"]] \
-        .reset_index(drop=True)
+                  "learned_median", "shuffled_median", "reference_shuffled_median", "shuffled_difference", "pairs",
+                  "wilcoxon_p", "effect_size_r"]].reset_index(drop=True)
 
 
 def arm_table(runs: pd.DataFrame, arm: str) -> pd.DataFrame:

@@ -8,6 +8,7 @@ for `analysis.willis` and the report's sections 8-10.
 """
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -423,3 +424,22 @@ def test_report_without_the_normalisation_study_skips_its_sections(file_report):
     for missing in ("no normalisation-study runs in this store", "no transfer runs", "no robustness runs"):
         assert missing in page
     assert not any((file_report.figures / f"{name}.png").exists() for name in WILLIS_FIGURES)
+
+
+def test_paired_tests_match_scipy_and_name_the_drop():
+    from scipy import stats
+
+    from analysis.paired import ablation_tests, paired_test
+
+    learned = [0.90, 0.92, 0.95, 0.91, 0.93, 0.94, 0.96, 0.89]
+    shuffled = [0.85, 0.90, 0.90, 0.92, 0.88, 0.90, 0.91, 0.86]
+    result = paired_test(learned, shuffled)
+    assert result["pairs"] == 8 and result["median_drop"] == pytest.approx(0.045)
+    assert result["wilcoxon_p"] == pytest.approx(stats.wilcoxon(learned, shuffled, method="approx").pvalue)
+    assert result["effect_size_r"] > 0.5  # most pairs drop
+    assert math.isnan(paired_test([0.9, 0.9], [0.9, 0.9])["wilcoxon_p"])
+    rows = pd.DataFrame([("r1", order, i, value, "C", "learned") for i, (a, b) in enumerate(zip(learned, shuffled))
+                         for order, value in (("learned", a), ("shuffled", b))],
+                        columns=["run_id", "order", "repeat", "accuracy", "experiment", "variant"])
+    table = ablation_tests(rows, ["experiment", "variant"])
+    assert table.iloc[0].pairs == 8 and table.iloc[0].wilcoxon_p == pytest.approx(result["wilcoxon_p"])
