@@ -6,7 +6,8 @@
     make report REPORT_ARGS="--runs-dir /tmp/study --rolling-window 10 --select '{\"outer_steps\": 1000}'"
     python analysis/make_report.py --strip                   # clear the outputs Jupyter saved in the notebook
 
-Figures land in analysis/figures/ (or --figures-dir), the page in analysis/report.html (or --output). The
+Figures land in analysis/figures/ (or --figures-dir), the page in analysis/report.html (or --output) and a
+results-only copy without the code cells beside it (analysis/report_results.html), to send on. The
 notebook file itself is never rewritten, so its committed copy stays free of outputs.
 """
 from __future__ import annotations
@@ -119,17 +120,24 @@ def output_html(output: nbformat.NotebookNode) -> str:
     return f"<pre>{html.escape(data.get('text/plain', ''))}</pre>"
 
 
-def to_html(notebook: nbformat.NotebookNode, title: str) -> str:
-    """The executed notebook as one page: markdown, code and outputs (images inline as base64)."""
+def to_html(notebook: nbformat.NotebookNode, title: str, show_code: bool = True) -> str:
+    """The executed notebook as one page: markdown, code (unless `show_code` is off: the results-only page) and
+    outputs (images inline as base64; tables as the notebook rounded them)."""
     body = []
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             body.append(markdown_html(cell.source))
         elif cell.cell_type == "code":
-            body.append(f"<pre>{html.escape(cell.source)}</pre>")
+            if show_code:
+                body.append(f"<pre>{html.escape(cell.source)}</pre>")
             body.extend(output_html(output) for output in cell.get("outputs", []))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def results_page(report: Path) -> Path:
+    """Where the results-only page of `report` goes: beside it, `<name>_results.html`."""
+    return report.with_name(f"{report.stem}_results{report.suffix}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         failed = error
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(to_html(notebook, "GTN curriculum study: results"))
+    results_only = results_page(args.output)
+    results_only.write_text(to_html(notebook, "GTN curriculum study: results", show_code=False))
     if failed is not None:
         print(f"the notebook failed (partial report in {args.output}):\n{ANSI.sub('', str(failed))}", file=sys.stderr)
         return 1
-    print(f"report: {args.output}; figures: {args.figures_dir}")
+    print(f"report: {args.output}; results only (no code, to send on): {results_only}; figures: {args.figures_dir}")
     return 0
 
 

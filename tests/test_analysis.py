@@ -443,3 +443,11 @@ def test_paired_tests_match_scipy_and_name_the_drop():
                         columns=["run_id", "order", "repeat", "accuracy", "experiment", "variant"])
     table = ablation_tests(rows, ["experiment", "variant"])
     assert table.iloc[0].pairs == 8 and table.iloc[0].wilcoxon_p == pytest.approx(result["wilcoxon_p"])
+
+
+def test_the_report_also_writes_a_results_only_page_without_code(file_report):
+    results_only = file_report.page.with_name("report_results.html").read_text()
+    full = file_report.page.read_text()
+    assert "results.open_store" in full and "results.open_store" not in results_only
+    assert results_only.count("<img") == full.count("<img") > 0
+    assert "<table" in results_only
