@@ -98,7 +98,7 @@ def test_sacred_config_is_derived_from_the_dataclasses_and_print_config_explains
     core = config_to_dict(GTNConfig())
     assert {key: config[key] for key in core} == core
     assert set(config) - set(core) == {"dataset", "data_root", "progress", "checkpoint_every", "resume_from",
-                                         "resume_store"}
+                                         "resume_store", "gan_run_id", "gan_store"}
     result = _command("experiments/mnist_experiment.py", "print_config", "with", "smoke", "generator.hidden_size=96",
                       runs_dir=tmp_path)
     assert result.returncode == 0, result.stderr
