@@ -260,7 +260,7 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     assert "to run" in lines["random_fixed"]
     study = _runner(*whole, store=second)
     assert study.returncode == 0, study.stdout + study.stderr
-    assert "1 already done, 2 to run" in study.stdout and "3 teachers (0 already done, 3 to run)" in study.stdout
+    assert "1 already done, 2 to run" in study.stdout and "3 runs of finished teachers (0 already done, 3 to run)" in study.stdout
 
     mongo = MongoStore(url)
     records = {record.run_id: record for record in mongo.records()}
