@@ -35,7 +35,8 @@ TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_
 EXPERIMENT_SHAPES = {(32, 20): "A", (32, 10): "B", (16, 10): "C", (128, 32): "paper"}
 VARIANT_ORDER = ("learned", "random_fixed", "random")
 CURRICULUM_ORDER = ("full", "shuffled_batch", "all_shuffled", "none")
-TEACHER_ORDER = ("gtn", "real_data", "tuned_sgd", "distillation")
+# A meta-trained GAN teacher (`gan.meta_train`) is its own arm: teacher "gan_meta_trained".
+TEACHER_ORDER = ("gtn", "real_data", "tuned_sgd", "distillation", "gan", "gan_meta_trained")
 # The learner's normalisation of every study but the normalisation study (the core's default).
 DEFAULT_NORMALISATION = LearnerConfig().normalisation
 CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "normalisation", "dataset", "seed")
@@ -61,13 +62,16 @@ def experiment_of(batch_size, inner_steps) -> str | None:
 
 
 def _teacher_of(record: RunRecord) -> tuple[str | None, str | None, str | None]:
-    """(teacher, curriculum, variant) of a run; runs stored before those keys existed were GTNs, full curriculum."""
+    """(teacher, curriculum, variant) of a run; runs stored before those keys existed were GTNs, full curriculum; a
+    GAN teacher whose generator is meta-trained is teacher "gan_meta_trained"."""
     if record.name == TUNED_SGD:
         return "tuned_sgd", None, None
     if record.name != TRAINING:
         return None, None, None
     config = upgrade_config(record.config)  # the keys' values in runs stored before they existed
     teacher = config["teacher"]
+    if teacher == "gan" and config["gan"]["meta_train"]:
+        return "gan_meta_trained", None, None
     if teacher != "gtn":
         return teacher, None, None
     return teacher, config["curriculum"], config.get("variant")
@@ -276,13 +280,30 @@ def curricula_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return gtn[gtn.experiment.isin(shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
 
 
+GAN_TEACHERS = ("gan", "gan_meta_trained")
+
+
+def _teacher_arms(runs: pd.DataFrame, shapes_of: tuple[str, ...], teachers: tuple[str, ...]) -> pd.DataFrame:
+    """At the shapes where a teacher of `shapes_of` ran: the runs of `teachers` and the GTN with the full curriculum
+    and learned inputs, batch-normalised learners only."""
+    runs = default_learner(runs)
+    chosen = runs[runs.experiment.isin(set(runs[runs.teacher.isin(shapes_of)].experiment))]
+    gtn = (chosen.teacher == "gtn") & (chosen.curriculum == "full") & (chosen.variant == "learned")
+    return chosen[chosen.teacher.isin(teachers) | gtn]
+
+
 def baselines_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The baselines study's arms among selected runs (training and tuned SGD): at the shapes where a baseline ran,
-    every non-GTN teacher and the GTN with the full curriculum and learned inputs, batch-normalised learners only."""
-    runs = default_learner(runs)
-    shapes = set(runs[runs.teacher != "gtn"].experiment)
-    chosen = runs[runs.experiment.isin(shapes)]
-    return chosen[(chosen.teacher != "gtn") | ((chosen.curriculum == "full") & (chosen.variant == "learned"))]
+    every non-GTN, non-GAN teacher and the GTN with the full curriculum and learned inputs, batch-normalised learners
+    only."""
+    baselines = tuple(t for t in TEACHER_ORDER if t != "gtn" and t not in GAN_TEACHERS)
+    return _teacher_arms(runs, baselines, baselines)
+
+
+def gan_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The GAN study's arms among selected runs: at the shapes where a GAN teacher ran, every non-GTN teacher (GAN
+    frozen or meta-trained, real data, distillation) and the GTN (full curriculum, learned inputs)."""
+    return _teacher_arms(runs, GAN_TEACHERS, tuple(t for t in TEACHER_ORDER if t != "gtn"))
 
 
 def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -294,9 +315,10 @@ def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """`arm_table` by teacher of `baselines_runs`: the GTN (full, learned), real data, tuned SGD and distillation."""
-    table = arm_table(baselines_runs(runs), "teacher")
+def baselines_table(runs: pd.DataFrame, arms=baselines_runs) -> pd.DataFrame:
+    """`arm_table` by teacher of `arms(runs)`: by default `baselines_runs` (the GTN, real data, tuned SGD and
+    distillation); `gan_runs` for the GAN study."""
+    table = arm_table(arms(runs), "teacher")
     order = table.teacher.map({name: i for i, name in enumerate(TEACHER_ORDER)})
     return table.assign(_order=order).sort_values(["experiment", "_order"]).drop(columns="_order") \
         .reset_index(drop=True)

@@ -61,7 +61,8 @@ def normalisation_runs(runs: pd.DataFrame, **config) -> pd.DataFrame:
     chosen = chosen[(chosen.experiment == STUDY_EXPERIMENT) & (chosen.variant == "learned")]
     others = chosen[chosen.normalisation != results.DEFAULT_NORMALISATION]
     budgets = set(zip(others.dataset, others.outer_steps))
-    chosen = chosen[[budget in budgets for budget in zip(chosen.dataset, chosen.outer_steps)]]
+    in_budget = [budget in budgets for budget in zip(chosen.dataset, chosen.outer_steps)]
+    chosen = chosen[pd.Series(in_budget, index=chosen.index, dtype=bool)]  # a bare empty list would select columns
     newest = chosen.sort_values("start_time", kind="stable").groupby(["dataset", "normalisation", "seed"]).tail(1)
     return in_study_order(newest, ["dataset", "normalisation", "seed"])
 

@@ -1,15 +1,21 @@
 """The GAN-data teacher: the conditional DCGAN trains, its generator meta-tests and meta-trains through the one
-teacher interface, and a GAN run teaches a tracked mnist_experiment run."""
+teacher interface, a GAN run teaches a tracked mnist_experiment run, and the smoke GAN study reads back as five
+teacher arms in the report."""
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
+from analysis import make_report, results
 from conftest import tiny_config
 from gtn_core.config import GANConfig, GeneratorConfig, GTNConfig
+from gtn_core.data import default_data_root, prepare
 from gtn_core.evaluate import meta_test
 from gtn_core.gan_training import GANTrainer, GANTraining
 from gtn_core.meta import RealData, meta_loss, meta_train
@@ -84,13 +90,22 @@ def test_a_trained_gan_teaches_a_tracked_run(tmp_path, mnist_ready):
     assert record.config["teacher"] == "gan" and 0 <= record.result <= 1
 
 
-def test_the_gan_study_trains_its_gan_first_then_every_teacher_arm(tmp_path, mnist_ready):
-    words = ["--study", "gan", "--profile", "smoke", "--only", "c", "--workers", "2", "--runs-dir", str(tmp_path)]
-    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+@pytest.fixture(scope="module")
+def gan_study(tmp_path_factory):
+    """The smoke GAN study (the DCGAN, then its five teacher arms at C's shape) in a file store, and the words that
+    ran it."""
+    prepare("mnist", default_data_root())  # a no-op when `make` prepared it
+    runs_dir = tmp_path_factory.mktemp("gan-runs")
+    words = ["--study", "gan", "--profile", "smoke", "--only", "c", "--workers", "2", "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir)}
     first = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    runs = FileStore(tmp_path).records()
+    return SimpleNamespace(runs_dir=runs_dir, words=words, env=env)
+
+
+def test_the_gan_study_trains_its_gan_first_then_every_teacher_arm(gan_study):
+    runs = FileStore(gan_study.runs_dir).records()
     gan = [r for r in runs if r.name == "gtn_gan"]
     assert len(gan) == 1
     taught = [r for r in runs if r.name == "gtn_mnist" and r.config["teacher"] == "gan"]
@@ -98,6 +113,29 @@ def test_the_gan_study_trains_its_gan_first_then_every_teacher_arm(tmp_path, mni
     assert all(r.config["gan_run_id"] == gan[0].run_id for r in taught)
     assert sorted(r.config["teacher"] for r in runs if r.name == "gtn_mnist") == \
         ["distillation", "gan", "gan", "gtn", "real_data"]
-    second = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=900)
+    second = subprocess.run([sys.executable, "experiments/run_tasks.py", *gan_study.words], cwd=REPO,
+                            env=gan_study.env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0 and "nothing to run" in second.stdout, second.stdout[-2000:]
+
+
+def test_the_gan_arms_are_five_teachers_apart_from_the_baselines_study(gan_study):
+    runs = results.load_runs(results.open_store(runs_dir=gan_study.runs_dir))
+    arms = results.gan_runs(results.select_runs(runs))
+    assert sorted(arms.teacher) == sorted(["gtn", "real_data", "distillation", "gan", "gan_meta_trained"])
+    table = results.baselines_table(arms, arms=results.gan_runs)
+    assert table.teacher.tolist() == ["gtn", "real_data", "distillation", "gan", "gan_meta_trained"]
+    assert (table.seeds == 1).all() and table.accuracy_mean.between(0, 1).all()
+    assert "gan" not in set(results.baselines_runs(results.select_runs(runs)).teacher)
+
+
+def test_the_report_shows_the_gan_its_teachers_curves_and_pictures(gan_study, tmp_path):
+    figures, page = tmp_path / "figures", tmp_path / "report.html"
+    assert make_report.main(["--runs-dir", str(gan_study.runs_dir), "--figures-dir", str(figures),
+                             "--output", str(page)]) == 0
+    for name in ("gan_training", "gan_accuracy", "gan_pictures"):
+        with Image.open(figures / f"{name}.png") as image:
+            assert image.width >= 300 and len(image.convert("RGB").getcolors(1 << 24)) > 1, name
+    assert pd.read_csv(figures / "gan.csv").teacher.tolist() == \
+        ["gtn", "real_data", "distillation", "gan", "gan_meta_trained"]
+    text = page.read_text()
+    assert "Traceback" not in text and "no NAS-proxy runs in this store" in text

@@ -1,14 +1,20 @@
 """The NAS proxy: the search space (deterministic, valid, within budget), rank statistics against hand-checked
-rankings, the proxy-led search, and the Sacred experiment on a smoke teacher."""
+rankings, the proxy-led search, the Sacred experiment on a smoke teacher, and the smoke study read back by
+analysis.nas and the report."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
+from analysis import make_report, nas, results
+from gtn_core.data import default_data_root, prepare
 from gtn_core.evaluations.ranking import rank_correlation, search_by_proxy, top_fraction
 from gtn_core.learners import init_learner
 from gtn_core.learners.search_space import MAX_MULTIPLY_ADDS, family_of, multiply_adds, sample_architecture
@@ -89,14 +95,57 @@ def test_nas_proxy_experiment_scores_every_architecture_on_a_smoke_teacher(tmp_p
     assert set(record.result["gtn_proxy"]) == {"spearman_all", "kendall_all", "spearman_top_half", "kendall_top_half"}
 
 
-def test_the_nas_study_trains_a_teacher_then_ranks_architectures_with_it(tmp_path, mnist_ready):
-    words = ["--study", "nas", "--profile", "smoke", "--only", "c", "--workers", "1", "--runs-dir", str(tmp_path)]
-    env = {**os.environ, "GTN_RUNS_DIR": str(tmp_path)}
+@pytest.fixture(scope="module")
+def nas_study(tmp_path_factory):
+    """The smoke NAS study (a C-shaped teacher, then the proxy run ranking 4 architectures) in a file store."""
+    prepare("mnist", default_data_root())  # a no-op when `make` prepared it
+    runs_dir = tmp_path_factory.mktemp("nas-runs")
+    words = ["--study", "nas", "--profile", "smoke", "--only", "c", "--workers", "1", "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir)}
     done = subprocess.run([sys.executable, "experiments/run_tasks.py", *words], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    runs = FileStore(tmp_path).records()
+    return SimpleNamespace(runs_dir=runs_dir, stdout=done.stdout)
+
+
+def test_the_nas_study_trains_a_teacher_then_ranks_architectures_with_it(nas_study):
+    runs = FileStore(nas_study.runs_dir).records()
     teacher = next(r for r in runs if r.name == "gtn_mnist")
     proxy = next(r for r in runs if r.name == "gtn_nas_proxy")
     assert proxy.status == "COMPLETED" and proxy.config["source_run_id"] == teacher.run_id
-    assert "Spearman GTN proxy" in done.stdout
+    assert "Spearman GTN proxy" in nas_study.stdout
+
+
+def test_the_nas_tables_read_every_architecture_and_the_runs_own_statistics(nas_study):
+    store = results.open_store(runs_dir=nas_study.runs_dir)
+    runs = results.load_runs(store)
+    proxy = FileStore(nas_study.runs_dir).records()[-1]
+    architectures = nas.load_architectures(store, runs)
+    assert list(architectures.columns) == nas.ARCHITECTURE_COLUMNS and architectures.architecture.tolist() == [0, 1, 2, 3]
+    assert set(architectures.source_run_id) == {runs[runs.name == results.TRAINING].run_id.iloc[0]}
+    assert architectures.real_long.notna().sum() == 2 and set(architectures.dataset) == {"mnist"}
+    correlations = nas.correlation_table(store, runs)
+    spearman = correlations[(correlations.kind == "spearman") & (correlations.subset == "all")].set_index("proxy")
+    assert spearman.statistic.to_dict() == {"gtn_proxy": proxy.result["gtn_proxy"]["spearman_all"]["statistic"],
+                                            "real_proxy": proxy.result["real_proxy"]["spearman_all"]["statistic"]}
+    assert set(zip(correlations.proxy, correlations.subset, correlations.kind)) == {
+        (p, subset, kind) for p in nas.PROXIES for subset in ("all", "top_half") for kind in ("spearman", "kendall")}
+    cost = nas.cost_table(architectures, store, runs).set_index("score")
+    assert list(cost.index) == list(nas.SCORES) and cost.architectures.tolist() == [4, 4, 4, 2]
+    assert cost.speed_up["real"] == 1 and cost.speed_up["gtn_proxy"] == pytest.approx(
+        architectures.real_seconds.mean() / architectures.gtn_seconds.mean())
+    search = nas.search_table(store, runs).iloc[0]
+    assert search.top_k == 2 and search.best_accuracy == architectures.real.max() >= search.chosen_accuracy
+    assert search.accuracy_lost == search.best_accuracy - search.chosen_accuracy
+
+
+def test_the_report_plots_the_nas_proxies_and_writes_their_tables(nas_study, tmp_path):
+    figures, page = tmp_path / "figures", tmp_path / "report.html"
+    assert make_report.main(["--runs-dir", str(nas_study.runs_dir), "--figures-dir", str(figures),
+                             "--output", str(page)]) == 0
+    with Image.open(figures / "nas_proxy.png") as image:
+        assert image.width >= 600 and len(image.convert("RGB").getcolors(1 << 24)) > 1
+    assert len(pd.read_csv(figures / "nas_correlations.csv")) == 8
+    assert len(pd.read_csv(figures / "nas_cost.csv")) == 4 and len(pd.read_csv(figures / "nas_search.csv")) == 1
+    text = page.read_text()
+    assert "Traceback" not in text and "no GAN-study runs in this store" in text
