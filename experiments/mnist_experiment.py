@@ -20,6 +20,7 @@ is also logged to MongoDB for Omniboard (`make board` starts a local one and pri
     python experiments/mnist_experiment.py print_config with experiment_a
     python experiments/mnist_experiment.py with smoke --mongo mongodb://127.0.0.1:27018/gtn_lab
     python experiments/mnist_experiment.py with smoke checkpoint_every=2
+    python experiments/mnist_experiment.py with experiment_c outer_steps=2000 snapshot_every=200
     python experiments/mnist_experiment.py with smoke resume_from=7     # continue run 7 from its training.pt
     python experiments/mnist_experiment.py with smoke resume_from=7 teacher_lr=0.0003   # after a non-finite loss
     python experiments/mnist_experiment.py with smoke resume_from=12 resume_store=mongodb://127.0.0.1:27018/gtn_lab
@@ -36,6 +37,10 @@ the run, naming the step and the last good checkpoint. `resume_from=<run id>` (a
 from that run's training.pt as a new run, which logs only the steps after the checkpoint and records
 `resumed_from` (run and step) in its info; its config must equal the checkpoint's except teacher_lr, inputs_lr and
 hyper_lr, which may be lowered.
+
+Teacher snapshots: with `snapshot_every=N` the teacher after every N-th outer step is kept as the artifact
+`teacher_<step>.pt` (the format of teacher.pt; ~26 MB each at the default generator) and its step listed in the
+info's `snapshot_steps`, so the shuffle ablation can read the teacher as it was then (`source_step`).
 """
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ def config():
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
     progress = True  # tqdm bar on stderr
     checkpoint_every = None  # outer steps between training checkpoints (training.pt); None: at every evaluation
+    snapshot_every = None  # outer steps between teacher snapshots kept as artifacts (teacher_<step>.pt); None: none
     resume_from = None  # id of a run of resume_store: continue from its training.pt as a new run
     resume_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: this run's file store
     gan_run_id = None  # teacher=gan: id of a COMPLETED gan_experiment run of gan_store, whose generator teaches
@@ -109,6 +115,19 @@ def log_record(run, record: StepRecord) -> None:
         run.log_scalar(f"{name}_mean", sum(values) / len(values), record.step)
         run.log_scalar(f"{name}_min", min(values), record.step)
         run.log_scalar(f"{name}_max", max(values), record.step)
+
+
+def snapshot_name(step: int) -> str:
+    """The artifact of the teacher as it was after outer step `step` (`snapshot_every`)."""
+    return f"teacher_{step}.pt"
+
+
+def save_snapshot(run, teacher: Teacher, cfg: GTNConfig, step: int, folder: str) -> None:
+    """Attach the teacher after outer step `step` as artifact teacher_<step>.pt (kept: one file per snapshot)."""
+    path = save_checkpoint(teacher, cfg, Path(folder) / snapshot_name(step))
+    run.add_artifact(str(path), path.name, content_type="application/octet-stream")
+    path.unlink()  # the observers hold their copies; one temporary file at a time
+    run.info.setdefault("snapshot_steps", []).append(step)
 
 
 def save_artifacts(run, teacher: Teacher, cfg: GTNConfig) -> None:
@@ -252,18 +271,19 @@ def check_gan_source(cfg: GTNConfig, gan_run_id) -> None:
                          "trained GAN run (experiments/gan_experiment.py), and only it takes one")
 
 
-def check_checkpoint_every(value) -> None:
-    """ValueError unless `value` is None or a positive integer."""
+def check_every(name: str, value, none_means: str) -> None:
+    """ValueError naming `name` unless `value` is None or a positive integer."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"checkpoint_every={value!r}: expected None (at every evaluation) or a positive integer")
+        raise ValueError(f"{name}={value!r}: expected None ({none_means}) or a positive integer")
 
 
 @ex.main
-def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, resume_from, resume_store,
-         gan_run_id, gan_store):
+def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, snapshot_every, resume_from,
+         resume_store, gan_run_id, gan_store):
     """Meta-train (or resume), log every outer step, checkpoint, save the artifacts, return the final test accuracy."""
     cfg = build_config(_config)
-    check_checkpoint_every(checkpoint_every)
+    check_every("checkpoint_every", checkpoint_every, "at every evaluation")
+    check_every("snapshot_every", snapshot_every, "no snapshots")
     check_gan_source(cfg, gan_run_id)
     world = current_world()
     world.members(cfg.meta_batch)  # the ranks must divide the meta-batch: checked before any work
@@ -293,6 +313,8 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
                     last = record
                     bar.set_postfix(meta_loss=f"{record.meta_loss:.3f}",
                                     **{f"test_acc[bn={cfg.bn_mode}]": f"{record.test_accuracy:.4f}"})
+                if snapshot_every and record.step % snapshot_every == 0 and world.is_main:
+                    save_snapshot(_run, teacher, cfg, record.step, folder)
                 stop = any_rank(signals.received is not None, world)  # one rank's signal stops them all
                 if checkpoint_due(record, cfg, checkpoint_every) or stop:
                     save_training(_run, trainer, cfg, folder)

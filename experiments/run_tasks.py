@@ -8,12 +8,14 @@
     python experiments/run_tasks.py --study normalisation --seeds 3   # the learner's normalisation, at B's shape
     python experiments/run_tasks.py --study nas          # GTN data as an architecture-search proxy
     python experiments/run_tasks.py --study gan --seeds 3   # a DCGAN's data vs GTN, real data, distillation (A)
+    python experiments/run_tasks.py --study strength --seeds 3 --arms cosine,constant   # the shuffle drop over 2,000 steps
     python experiments/run_tasks.py --workers 2          # cells in 2 processes, the cores divided between them
     python experiments/run_tasks.py --ray local          # cells as Ray tasks (or --ray ADDRESS of a cluster)
     python experiments/run_tasks.py --only a --ranks 2 --meta-batch 2 --workers 1   # each cell on 2 torchrun ranks
     python experiments/run_tasks.py --dry-run            # the plan, what is already done, and why a stored run differs
 
-Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
+Studies (`--only` picks the shapes: goodai a,b,c by default, nas and gan a, strength c, the others b; `--arms`
+picks arms):
 - goodai: teacher-input variants (`--variants`) of a GTN with the full curriculum, then one shuffle_ablation.py run
   per finished teacher;
 - curricula: a GTN with curriculum full, shuffled_batch, all_shuffled (learned inputs) and none (variant random);
@@ -25,7 +27,10 @@ Studies (`--only` picks the shapes: goodai a,b,c by default, the others b):
   distillation, the GAN's generator as a teacher and a GTN initialised from it;
 - normalisation: the learner normalised by batch / weight / weight_mean_only / none (200 outer steps), then
   transfer.py and robustness.py of the seed-0 batch and weight_mean_only teachers (and the real-data learners
-  of every preset once).
+  of every preset once);
+- strength: at C's shape for 2,000 outer steps with a teacher snapshot every 200, the shuffle ablation of every
+  snapshot, for today's defaults (cosine) and one of GoodAI's choices per arm: constant lr (constant), one learned
+  lr/momentum for all steps (shared), U(0, 1) inputs (uniform01), and all three (goodai).
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
 Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
@@ -49,52 +54,12 @@ from tqdm import tqdm
 
 from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
-from experiments.study_plan import (ABLATION, GAN, NAS_PROXY, ROBUSTNESS, TRAINING, TRANSFER,  # noqa: F401
-                                    TUNED_SGD, RunRecord, Task, completed_evaluation, completed_run, dry_run_line,
-                                    expected_config, plan, teacher_reference)
-from gtn_core.config import NORMALISATIONS, VARIANTS
+from experiments.studies import EXPERIMENTS, PROFILES, STUDIES, evaluation_tasks, training_tasks
+from experiments.study_plan import (GAN, TRAINING, RunRecord, Task, completed_evaluation, completed_run,
+                                    dry_run_line, expected_config, plan, teacher_reference)
+from gtn_core.config import VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
-
-EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
-PROFILES = ("full", "smoke")
-# Each study's arms: (label, experiment module, config updates); goodai's arms are the --variants.
-STUDY_ARMS = {
-    "curricula": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
-                  ("shuffled_batch", TRAINING, {"curriculum": "shuffled_batch", "variant": "learned"}),
-                  ("all_shuffled", TRAINING, {"curriculum": "all_shuffled", "variant": "learned"}),
-                  ("none", TRAINING, {"curriculum": "none", "variant": "random"})],
-    "normalisation": [(name, TRAINING, {"learner.normalisation": name}) for name in NORMALISATIONS],
-    "nas": [("learned", TRAINING, {"curriculum": "full", "variant": "learned"})],
-    "gan": [("gtn", TRAINING, {"curriculum": "full", "variant": "learned"}),
-            ("real_data", TRAINING, {"teacher": "real_data"}),
-            ("distillation", TRAINING, {"teacher": "distillation"}),
-            ("gan", TRAINING, {"teacher": "gan"}),
-            ("gan_meta_trained", TRAINING, {"teacher": "gan", "gan.meta_train": True})],
-    "baselines": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
-                  ("real_data", TRAINING, {"teacher": "real_data"}),
-                  ("tuned_sgd", TUNED_SGD, {}),
-                  ("distillation", TRAINING, {"teacher": "distillation"})],
-}
-STUDIES = ("goodai", *STUDY_ARMS)
-DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"],
-                  "nas": ["a"], "gan": ["a"]}
-# Studies whose cells train for fewer outer steps than the experiment's default (--outer-steps overrides; the smoke
-# profile keeps its own): the
-# normalisation study's 4 arms x 3 seeds fit in about 45 minutes on 2 cores at 200.
-STUDY_OUTER_STEPS = {"normalisation": 200, "gan": 200}
-# The normalisation study's evaluations of its seed-0 batch and weight_mean_only teachers (B's shape: K = 10, so the
-# short learners take the first 5 steps): transfer to every preset (5 learners each), robustness (5 per mode); the
-# real-data learners of every preset do not depend on the teacher, so they run once, beside the batch teacher
-# (2 per preset: one epoch of every preset costs ~15 min on 2 cores).
-SHORT_STEPS = 5
-NORMALISATION_EVALUATIONS = {
-    "batch": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
-              ("vanilla", TRANSFER, {"modes": ["vanilla"], "learners": 2}),
-              ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})],
-    "weight_mean_only": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
-                         ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})]}
-
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     """Split a comma-separated option and reject values outside `allowed`."""
@@ -120,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shapes to run, e.g. a,c (default: goodai a,b,c; curricula and baselines b)")
     parser.add_argument("--variants", type=lambda t: parse_list(t, VARIANTS, "--variants"), default=list(VARIANTS),
                         help="teacher-input variants of the goodai study")
+    parser.add_argument("--arms", type=lambda t: [v.strip() for v in t.split(",") if v.strip()] or None,
+                        default=None, help="only these arms of the study, e.g. cosine,constant (default: all)")
     parser.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per cell")
     parser.add_argument("--outer-steps", type=positive_int, default=None, help="override outer_steps")
     parser.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
@@ -136,48 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the grid only (no shuffle ablation, transfer or robustness runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
     return parser
-
-
-def study_arms(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
-    """The study's arms: (label, experiment module, config updates)."""
-    if args.study == "goodai":
-        return [(variant, TRAINING, {"variant": variant}) for variant in args.variants]
-    return STUDY_ARMS[args.study]
-
-
-def training_tasks(args: argparse.Namespace) -> list[Task]:
-    """One task per (shape, seed, arm) of the study's grid, shapes outermost, then seeds (every arm's seed 0 first)."""
-    smoke = ("smoke",) if args.profile == "smoke" else ()
-    tasks = []
-    for experiment in args.only or DEFAULT_SHAPES[args.study]:
-        for seed in range(args.seeds):
-            for arm, module, arm_updates in study_arms(args):
-                updates = {**arm_updates, "seed": seed, "dataset": args.dataset}
-                outer_steps = args.outer_steps or (STUDY_OUTER_STEPS.get(args.study) if not smoke else None)
-                if outer_steps is not None and module == TRAINING:
-                    updates["outer_steps"] = outer_steps
-                if args.meta_batch is not None and module == TRAINING:
-                    updates["meta_batch"] = args.meta_batch
-                if arm_updates.get("teacher") == "gan":
-                    updates.update(args.gan_source)  # the GAN the study trained first (gan_phase)
-                # smoke first: its tiny networks stay, the experiment's batch size and step count win
-                tasks.append(Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates))
-    return tasks
-
-
-def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) -> list[Task]:
-    """The evaluation runs of the finished teacher of `training` that `reference` names: the goodai study's shuffle
-    ablation of every teacher, the normalisation study's transfer and robustness of its seed-0 teachers."""
-    smoke = ("smoke",) if args.profile == "smoke" else ()
-    if args.study == "goodai":
-        return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
-    if args.study == "nas" and training.updates["seed"] == 0:
-        return [Task(f"{training.label} nas", NAS_PROXY, smoke, dict(reference))]
-    if args.study == "normalisation" and training.updates["seed"] == 0:
-        arm = NORMALISATION_EVALUATIONS.get(training.updates["learner.normalisation"], [])
-        return [Task(f"{training.label} {suffix}", module, smoke, {**reference, **updates})
-                for suffix, module, updates in arm]
-    return []
 
 
 def check_ranks(tasks: list[Task], ranks: int) -> None:

@@ -8,6 +8,7 @@ logged (`accuracy_learned`, `accuracy_shuffled`, step = repeat) with their media
     python experiments/shuffle_ablation.py with source_run_id=3
     python experiments/shuffle_ablation.py with source_run_id=3 repeats=20 test_size=10000
     python experiments/shuffle_ablation.py with smoke source_run_id=1
+    python experiments/shuffle_ablation.py with source_run_id=3 source_step=400   # its teacher after outer step 400
     python experiments/shuffle_ablation.py with source_run_id=12 source_store=mongodb://127.0.0.1:27018/gtn_lab
 
 The teacher is read from `source_store` (tracking.stores): a file store's folder (default: $GTN_RUNS_DIR or
@@ -42,6 +43,7 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 def config():
     source_run_id = None  # id of a COMPLETED mnist_experiment run of source_store
     source_store = None  # where that run is: a file store's folder or a mongodb:// URL; None: $GTN_RUNS_DIR or runs/
+    source_step = None  # an outer step the source run kept a snapshot of (snapshot_every); None: its final teacher
     repeats = 100  # learners per order
     test_size = 2000  # first N test images score each learner
     data_root = None  # None: $GTN_DATA_DIR or <repo>/data
@@ -58,11 +60,12 @@ def smoke():
 
 
 @ex.main
-def main(_run, source_run_id, source_store, repeats, test_size, data_root, device, progress, seed):
+def main(_run, source_run_id, source_store, source_step, repeats, test_size, data_root, device, progress, seed):
     """Load the source teacher, run the paired learners, log both accuracy lists and their medians."""
     if not isinstance(test_size, int) or test_size < 1:
         raise ValueError(f"test_size={test_size!r}: expected a positive number of test images")
-    teacher, cfg, data, _ = load_source_teacher(source_run_id, source_store, data_root, resolve_device(device))
+    teacher, cfg, data, _ = load_source_teacher(source_run_id, source_store, data_root, resolve_device(device),
+                                                source_step)
     images, labels = data.test_images[:test_size], data.test_labels[:test_size]
     accuracies = {order: [] for order in ORDERS}
     trials = shuffle_ablation(teacher, cfg, images, labels, repeats, seeded_generator(seed, stream=ABLATION))
@@ -70,8 +73,8 @@ def main(_run, source_run_id, source_store, repeats, test_size, data_root, devic
         accuracies[trial.order].append(trial.accuracy)
         _run.log_scalar(f"accuracy_{trial.order}", trial.accuracy, trial.repeat)
     medians = {f"median_{order}": statistics.median(values) for order, values in accuracies.items()}
-    _run.info.update(teacher=cfg.teacher, curriculum=cfg.curriculum, variant=cfg.variant, batch_size=cfg.batch_size, inner_steps=cfg.inner_steps,
-                     bn_mode=cfg.bn_mode, **medians)
+    _run.info.update(teacher=cfg.teacher, curriculum=cfg.curriculum, variant=cfg.variant, batch_size=cfg.batch_size,
+                     inner_steps=cfg.inner_steps, bn_mode=cfg.bn_mode, source_step=source_step, **medians)
     return medians
 
 

@@ -11,23 +11,43 @@ from gtn_core.data import default_data_root, load_dataset
 from gtn_core.meta import RealData, to_real_data
 from gtn_core.teachers import Teacher
 from tracking.settings import default_runs_dir
-from tracking.stores import find_run, open_location
+from tracking.stores import RunRecord, Store, find_run, open_location
 
 
-def load_source_teacher(source_run_id, source_store, data_root, device: torch.device
+def snapshot_artifact(store: Store, source: RunRecord, step: int) -> tuple[RunRecord, str]:
+    """(the run holding teacher_<step>.pt, the artifact's name): run `source` or, when it was resumed, the run it
+    continued (`resumed_from`, in the same store), and so on back; ValueError naming the steps kept otherwise."""
+    name, run, kept = f"teacher_{step}.pt", source, []
+    while True:
+        if name in store.artifact_names(run.run_id):
+            return run, name
+        info = store.info(run.run_id)
+        kept = sorted(set(kept) | set(info.get("snapshot_steps", [])))
+        earlier = info.get("resumed_from")
+        if not earlier:
+            raise ValueError(f"source_step={step!r}: run {source.run_id} of the {store.label} kept no teacher "
+                             f"snapshot at that step (snapshot steps: {kept or 'none; train with snapshot_every'})")
+        run = find_run(store, earlier["run"])
+
+
+def load_source_teacher(source_run_id, source_store, data_root, device: torch.device, step: int | None = None
                         ) -> tuple[Teacher, GTNConfig, RealData, str]:
     """(teacher, its config, its dataset on `device`, dataset name) of run `source_run_id` of `source_store` (a file
-    store's folder or a MongoDB URL; None: $GTN_RUNS_DIR or runs/); ValueError naming the run when it is not a
-    COMPLETED training run."""
+    store's folder or a MongoDB URL; None: $GTN_RUNS_DIR or runs/): its final teacher, or with `step` its snapshot
+    after that outer step (`snapshot_every`); ValueError naming the run when it is not a COMPLETED training run or
+    kept no snapshot at `step`."""
     if source_run_id is None:
         raise ValueError("source_run_id=None: expected the id of a completed mnist_experiment run")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+        raise ValueError(f"source_step={step!r}: expected None (the final teacher) or a positive outer step")
     with contextlib.closing(open_location(source_store or default_runs_dir())) as store:
         source = find_run(store, source_run_id)
         if source.name != "gtn_mnist" or source.status != "COMPLETED":
             raise ValueError(f"run {source_run_id} of the {store.label} is a {source.status} {source.name!r} run; "
                              "expected a COMPLETED 'gtn_mnist' run")
+        holder, name = (source, "teacher.pt") if step is None else snapshot_artifact(store, source, step)
         dataset = source.config["dataset"]
         data = to_real_data(load_dataset(dataset, data_root or default_data_root()), device)
-        with store.local_artifact(source.run_id, "teacher.pt") as path:
+        with store.local_artifact(holder.run_id, name) as path:
             teacher, cfg = load_checkpoint(path, device, data.train_images, data.train_labels)
     return teacher, cfg, data, dataset

@@ -1,0 +1,81 @@
+"""The strength study (`run_tasks.py --study strength`): the shuffle drop of teacher snapshots over meta-training,
+per configuration lever, as tidy pandas DataFrames.
+
+    from analysis import results, strength
+    store = results.open_store(runs_dir="runs")
+    runs = results.load_runs(store)
+    teachers = strength.strength_runs(runs)                      # training runs that kept snapshots, with their arm
+    ablation = results.load_ablation(store, runs, snapshots=True)
+    drops = strength.drop_over_training(teachers, ablation)      # per (teacher, snapshot step)
+    strength.drop_table(teachers, ablation)                      # per (dataset, arm, step): over seeds, Wilcoxon
+
+A teacher's arm is named by its levers (`ARMS`: lr_schedule, inner_schedule, noise_distribution), so runs trained
+outside the study with the same values read as the same arm.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis import paired, results
+from tracking.stored_config import upgrade_config
+
+LEVERS = ("lr_schedule", "inner_schedule", "noise_distribution")
+# The study's arms by their lever values (run_tasks.py --study strength): today's defaults, one of GoodAI's
+# choices each, and GoodAI's three together.
+ARMS = {("cosine", "per_step", "normal"): "cosine", ("constant", "per_step", "normal"): "constant",
+        ("cosine", "shared", "normal"): "shared", ("cosine", "per_step", "uniform01"): "uniform01",
+        ("constant", "shared", "uniform01"): "goodai"}
+ARM_ORDER = tuple(ARMS.values())
+KEYS = ["dataset", "experiment", "arm"]
+
+
+def arm_of(config: dict) -> str:
+    """The strength-study arm of a training config (its lever values joined by '/' outside `ARMS`)."""
+    values = tuple(upgrade_config(config)[lever] for lever in LEVERS)
+    return ARMS.get(values, "/".join(values))
+
+
+def strength_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """COMPLETED GTN training runs (full curriculum, learned inputs) that kept teacher snapshots, with their arm."""
+    chosen = results.select_runs(runs, latest=False, teacher="gtn", curriculum="full")
+    chosen = chosen[(chosen.variant == "learned") & chosen.config.map(lambda c: c.get("snapshot_every") is not None)]
+    return chosen.assign(arm=chosen.config.map(arm_of)).reset_index(drop=True)
+
+
+def _in_arm_order(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Rows sorted by `by`, the arm column in study order."""
+    rank = {arm: i for i, arm in enumerate(ARM_ORDER)}
+    return frame.sort_values(by, key=lambda c: c.map(lambda a: rank.get(a, len(rank))) if c.name == "arm" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def _snapshot_learners(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """The snapshot-ablation learners of `teachers`, with each teacher's arm and seed."""
+    learners = ablation[ablation.source_step.notna() & ablation.source_run_id.isin(teachers.run_id)]
+    return learners.drop(columns=["experiment", "dataset", "seed"]).merge(
+        teachers[["run_id", "arm", "experiment", "dataset", "seed"]].rename(columns={"run_id": "source_run_id"}),
+        on="source_run_id")
+
+
+def drop_over_training(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Per (teacher, snapshot step): mean accuracy of its learners in the learned and shuffled order, the drop
+    (learned - shuffled means) and the Wilcoxon test of its paired learners (`paired.paired_test`)."""
+    learners = _snapshot_learners(teachers, ablation)
+    by = [*KEYS, "seed", "source_run_id", "source_step"]
+    means = learners.pivot_table(index=by, columns="order", values="accuracy", aggfunc="mean") \
+        .rename(columns=lambda order: f"{order}_accuracy").reset_index()
+    means["drop"] = means.learned_accuracy - means.shuffled_accuracy
+    tests = paired.ablation_tests(learners, by)
+    return _in_arm_order(means.merge(tests, on=by, how="left"), [*KEYS, "source_step", "seed"])
+
+
+def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, experiment, arm, snapshot step): seeds, the drop's mean and sd over seeds, the learned-order
+    accuracy's mean and sd, and the Wilcoxon test over every seed's paired learners together (p, effect size r)."""
+    per_teacher = drop_over_training(teachers, ablation)
+    by = [*KEYS, "source_step"]
+    stats = per_teacher.groupby(by).agg(
+        seeds=("seed", "nunique"), drop_mean=("drop", "mean"), drop_sd=("drop", "std"),
+        learned_mean=("learned_accuracy", "mean"), learned_sd=("learned_accuracy", "std")).reset_index()
+    pooled = paired.ablation_tests(_snapshot_learners(teachers, ablation), by)
+    return _in_arm_order(stats.merge(pooled, on=by, how="left"), [*KEYS, "source_step"])

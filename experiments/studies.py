@@ -1,0 +1,136 @@
+"""The studies `run_tasks.py` runs, as data: each study's arms (config updates per cell), shapes, outer steps and
+the evaluation runs of its finished teachers, turned into the `Task`s of its grid.
+
+    from experiments import run_tasks, studies
+    args = run_tasks.build_parser().parse_args(["--study", "normalisation", "--seeds", "3"])
+    args.gan_source = {}                        # the GAN study's DCGAN (run_tasks.gan_phase sets it)
+    grid = studies.training_tasks(args)         # shape -> seed -> arm
+"""
+from __future__ import annotations
+
+import argparse
+
+from experiments.shapes import SMOKE
+from experiments.study_plan import ABLATION, NAS_PROXY, ROBUSTNESS, TRAINING, TRANSFER, TUNED_SGD, Task
+from gtn_core.config import NORMALISATIONS, GTNConfig
+
+EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
+PROFILES = ("full", "smoke")
+# Each study's arms: (label, experiment module, config updates); goodai's arms are the --variants.
+STUDY_ARMS = {
+    "curricula": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
+                  ("shuffled_batch", TRAINING, {"curriculum": "shuffled_batch", "variant": "learned"}),
+                  ("all_shuffled", TRAINING, {"curriculum": "all_shuffled", "variant": "learned"}),
+                  ("none", TRAINING, {"curriculum": "none", "variant": "random"})],
+    "normalisation": [(name, TRAINING, {"learner.normalisation": name}) for name in NORMALISATIONS],
+    "nas": [("learned", TRAINING, {"curriculum": "full", "variant": "learned"})],
+    "gan": [("gtn", TRAINING, {"curriculum": "full", "variant": "learned"}),
+            ("real_data", TRAINING, {"teacher": "real_data"}),
+            ("distillation", TRAINING, {"teacher": "distillation"}),
+            ("gan", TRAINING, {"teacher": "gan"}),
+            ("gan_meta_trained", TRAINING, {"teacher": "gan", "gan.meta_train": True})],
+    "baselines": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
+                  ("real_data", TRAINING, {"teacher": "real_data"}),
+                  ("tuned_sgd", TUNED_SGD, {}),
+                  ("distillation", TRAINING, {"teacher": "distillation"})],
+    # The curriculum finding at full strength: today's defaults (cosine decay, one learned lr/momentum per inner
+    # step, N(0, 1) inputs), one of GoodAI's choices per arm, and GoodAI's three together.
+    "strength": [("cosine", TRAINING, {"curriculum": "full", "variant": "learned"}),
+                 ("constant", TRAINING, {"curriculum": "full", "variant": "learned", "lr_schedule": "constant"}),
+                 ("shared", TRAINING, {"curriculum": "full", "variant": "learned", "inner_schedule": "shared"}),
+                 ("uniform01", TRAINING, {"curriculum": "full", "variant": "learned",
+                                          "noise_distribution": "uniform01"}),
+                 ("goodai", TRAINING, {"curriculum": "full", "variant": "learned", "lr_schedule": "constant",
+                                       "inner_schedule": "shared", "noise_distribution": "uniform01"})],
+}
+STUDIES = ("goodai", *STUDY_ARMS)
+DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"],
+                  "nas": ["a"], "gan": ["a"], "strength": ["c"]}
+# Studies whose cells train for another number of outer steps than the experiment's default (--outer-steps
+# overrides; the smoke profile keeps its own): the normalisation study's 4 arms x 3 seeds fit in about 45 minutes on
+# 2 cores at 200; the strength study trains as long as GoodAI did before their ablation, or nearly.
+STUDY_OUTER_STEPS = {"normalisation": 200, "gan": 200, "strength": 2000}
+# The strength study keeps this many teacher snapshots per run, evenly spaced (the smoke profile: 2), and runs the
+# shuffle ablation on each, so the drop can be followed over training.
+STRENGTH_SNAPSHOTS, SMOKE_SNAPSHOTS = 10, 2
+# The normalisation study's evaluations of its seed-0 batch and weight_mean_only teachers (B's shape: K = 10, so the
+# short learners take the first 5 steps): transfer to every preset (5 learners each), robustness (5 per mode); the
+# real-data learners of every preset do not depend on the teacher, so they run once, beside the batch teacher
+# (2 per preset: one epoch of every preset costs ~15 min on 2 cores).
+SHORT_STEPS = 5
+NORMALISATION_EVALUATIONS = {
+    "batch": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
+              ("vanilla", TRANSFER, {"modes": ["vanilla"], "learners": 2}),
+              ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})],
+    "weight_mean_only": [("transfer", TRANSFER, {"modes": ["gtn", "short_gtn"], "short_steps": SHORT_STEPS}),
+                         ("robustness", ROBUSTNESS, {"short_steps": SHORT_STEPS})]}
+
+
+def study_arms(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """The study's arms (label, experiment module, config updates), only those of --arms when given; SystemExit
+    naming an arm the study does not have."""
+    if args.study == "goodai":
+        arms = [(variant, TRAINING, {"variant": variant}) for variant in args.variants]
+    else:
+        arms = STUDY_ARMS[args.study]
+    if getattr(args, "arms", None) is None:
+        return arms
+    labels = [label for label, _, _ in arms]
+    unknown = [arm for arm in args.arms if arm not in labels]
+    if unknown:
+        raise SystemExit(f"--arms {','.join(args.arms)}: the {args.study} study has no arm {', '.join(unknown)}; "
+                         f"expected a subset of {', '.join(labels)}")
+    return [arm for arm in arms if arm[0] in args.arms]
+
+
+def outer_steps_of(updates: dict, smoke: bool) -> int:
+    """The outer steps a training cell with `updates` runs (the smoke profile's, unless updated)."""
+    return updates.get("outer_steps") or (SMOKE["outer_steps"] if smoke else GTNConfig().outer_steps)
+
+
+def snapshot_steps(training: Task, smoke: bool) -> list[int]:
+    """The outer steps at which a strength-study cell keeps a teacher snapshot (every `snapshot_every`)."""
+    every = training.updates["snapshot_every"]
+    return list(range(every, outer_steps_of(training.updates, smoke) + 1, every))
+
+
+def training_tasks(args: argparse.Namespace) -> list[Task]:
+    """One task per (shape, seed, arm) of the study's grid, shapes outermost, then seeds (every arm's seed 0 first)."""
+    smoke = ("smoke",) if args.profile == "smoke" else ()
+    tasks = []
+    for experiment in args.only or DEFAULT_SHAPES[args.study]:
+        for seed in range(args.seeds):
+            for arm, module, arm_updates in study_arms(args):
+                updates = {**arm_updates, "seed": seed, "dataset": args.dataset}
+                outer_steps = args.outer_steps or (STUDY_OUTER_STEPS.get(args.study) if not smoke else None)
+                if outer_steps is not None and module == TRAINING:
+                    updates["outer_steps"] = outer_steps
+                if args.meta_batch is not None and module == TRAINING:
+                    updates["meta_batch"] = args.meta_batch
+                if arm_updates.get("teacher") == "gan":
+                    updates.update(args.gan_source)  # the GAN the study trained first (gan_phase)
+                # smoke first: its tiny networks stay, the experiment's batch size and step count win
+                if args.study == "strength":
+                    snapshots = SMOKE_SNAPSHOTS if smoke else STRENGTH_SNAPSHOTS
+                    updates["snapshot_every"] = max(1, outer_steps_of(updates, bool(smoke)) // snapshots)
+                tasks.append(Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates))
+    return tasks
+
+
+def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) -> list[Task]:
+    """The evaluation runs of the finished teacher of `training` that `reference` names: the goodai study's shuffle
+    ablation of every teacher, the strength study's of every snapshot, the NAS proxy of the nas study's seed-0
+    teacher, the normalisation study's transfer and robustness of its seed-0 teachers."""
+    smoke = ("smoke",) if args.profile == "smoke" else ()
+    if args.study == "goodai":
+        return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
+    if args.study == "strength":
+        return [Task(f"{training.label} shuffle@{step}", ABLATION, smoke, {**reference, "source_step": step})
+                for step in snapshot_steps(training, bool(smoke))]
+    if args.study == "nas" and training.updates["seed"] == 0:
+        return [Task(f"{training.label} nas", NAS_PROXY, smoke, dict(reference))]
+    if args.study == "normalisation" and training.updates["seed"] == 0:
+        arm = NORMALISATION_EVALUATIONS.get(training.updates["learner.normalisation"], [])
+        return [Task(f"{training.label} {suffix}", module, smoke, {**reference, **updates})
+                for suffix, module, updates in arm]
+    return []

@@ -1,0 +1,121 @@
+"""The strength study: teacher snapshots during training (kept across a resume), the shuffle ablation of a
+snapshot, the study's grid and its resume, analysis.strength's tables and the report's drop-over-training chart."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from analysis import make_report, results, strength
+from experiments import mnist_experiment, run_tasks, studies
+from experiments.source_teacher import load_source_teacher
+from gtn_core.data import default_data_root, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(**updates):
+    return mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False, **updates})
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_snapshots_follow_snapshot_every_and_reach_back_through_a_resume(file_store, monkeypatch, mnist_ready):
+    log_record = mnist_experiment.log_record
+
+    def stop_after_four(run, record):
+        log_record(run, record)
+        if record.step == 4:
+            signal.raise_signal(signal.SIGTERM)
+    with monkeypatch.context() as patch:
+        patch.setattr(mnist_experiment, "log_record", stop_after_four)
+        with pytest.raises(mnist_experiment.TrainingInterrupted):
+            _run(snapshot_every=2)
+    resumed = _run(snapshot_every=2, resume_from="1")
+    first = json.loads((file_store / "1" / "run.json").read_text())
+    assert sorted(a for a in first["artifacts"] if a.startswith("teacher_")) == ["teacher_2.pt", "teacher_4.pt"]
+    assert resumed.info["snapshot_steps"] == [6]
+    final, last = _state(file_store / "2" / "teacher.pt"), _state(file_store / "2" / "teacher_6.pt")
+    assert all(torch.equal(final[key], last[key]) for key in final)  # the snapshot at the last step is the teacher
+    assert not torch.equal(_state(file_store / "1" / "teacher_2.pt")["inputs.noise"], final["inputs.noise"])
+    teacher, cfg, _, _ = load_source_teacher("2", str(file_store), None, torch.device("cpu"), step=2)
+    early = _state(file_store / "1" / "teacher_2.pt")
+    assert all(torch.equal(teacher.state_dict()[key], early[key]) for key in early)
+    with pytest.raises(ValueError, match=r"source_step=3: run 2 .* kept no teacher snapshot .*\[2, 4, 6\]"):
+        load_source_teacher("2", str(file_store), None, torch.device("cpu"), step=3)
+    with pytest.raises(ValueError, match="source_step=0: expected None"):
+        load_source_teacher("2", str(file_store), None, torch.device("cpu"), step=0)
+    with pytest.raises(ValueError, match="snapshot_every=0: expected None"):
+        _run(snapshot_every=0)
+
+
+def test_the_strength_grid_snapshots_every_cell_and_ablates_every_snapshot():
+    args = run_tasks.build_parser().parse_args(["--study", "strength", "--seeds", "3"])
+    args.gan_source = {}
+    grid = studies.training_tasks(args)
+    assert [task.label for task in grid[:5]] == [f"c {arm} s0" for arm in strength.ARM_ORDER]
+    assert {task.updates["outer_steps"] for task in grid} == {2000}
+    assert {task.updates["snapshot_every"] for task in grid} == {200}
+    levers = {task.label.split()[1]: tuple(run_tasks.expected_config(task)[key] for key in strength.LEVERS)
+              for task in grid[:5]}
+    assert {strength.ARMS[values] for values in levers.values()} == set(levers)  # every arm reads back as itself
+    ablations = studies.evaluation_tasks(grid[0], {"source_run_id": "7"}, args)
+    assert [task.updates["source_step"] for task in ablations] == list(range(200, 2001, 200))
+    args.arms = ["constant", "nope"]
+    with pytest.raises(SystemExit, match="the strength study has no arm nope; expected a subset of cosine"):
+        studies.training_tasks(args)
+
+
+@pytest.fixture(scope="module")
+def strength_study(tmp_path_factory):
+    """The smoke strength study of two arms (two snapshots each, each ablated) in a file store, run twice."""
+    prepare("mnist", default_data_root())  # a no-op when `make` prepared it
+    runs_dir = tmp_path_factory.mktemp("strength-runs")
+    words = [sys.executable, "experiments/run_tasks.py", "--study", "strength", "--profile", "smoke", "--arms",
+             "cosine,constant", "--workers", "1", "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "GTN_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"}
+    first, second = (subprocess.run(words, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                     for _ in range(2))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    store = results.open_store(runs_dir=runs_dir)
+    return SimpleNamespace(runs_dir=runs_dir, second=second, store=store, runs=results.load_runs(store))
+
+
+def test_the_smoke_study_ablates_both_snapshots_of_both_arms_and_resumes(strength_study):
+    assert strength_study.second.returncode == 0 and "nothing to run" in strength_study.second.stdout
+    teachers = strength.strength_runs(strength_study.runs)
+    assert sorted(teachers.arm) == ["constant", "cosine"]
+    snapshots = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True)
+    assert set(zip(snapshots.source_run_id, snapshots.source_step)) == {
+        (run_id, step) for run_id in teachers.run_id for step in (3, 6)}
+    assert results.load_ablation(strength_study.store, strength_study.runs).empty  # no final-teacher ablation
+
+
+def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
+    teachers = strength.strength_runs(strength_study.runs)
+    ablation = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True)
+    drops = strength.drop_over_training(teachers, ablation)
+    assert list(drops.arm) == ["cosine", "cosine", "constant", "constant"] and drops.source_step.tolist() == [3, 6] * 2
+    assert (drops["drop"] == drops.learned_accuracy - drops.shuffled_accuracy).all() and (drops.pairs == 3).all()
+    table = strength.drop_table(teachers, ablation)
+    assert table.seeds.tolist() == [1] * 4 and table.drop_mean.tolist() == pytest.approx(drops["drop"].tolist())
+    assert table.wilcoxon_p.between(0, 1).all() or table.wilcoxon_p.isna().any()
+
+
+def test_the_report_charts_the_drop_over_training(strength_study, tmp_path):
+    figures, page = tmp_path / "figures", tmp_path / "report.html"
+    assert make_report.main(["--runs-dir", str(strength_study.runs_dir), "--figures-dir", str(figures),
+                             "--output", str(page)]) == 0
+    with Image.open(figures / "strength_drop.png") as image:
+        assert image.width >= 600 and len(image.convert("RGB").getcolors(1 << 24)) > 1
+    assert set(pd.read_csv(figures / "strength.csv").arm) == {"cosine", "constant"}
+    assert "Traceback" not in page.read_text()
