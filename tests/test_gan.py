@@ -14,7 +14,7 @@ from PIL import Image
 
 from analysis import make_report, results
 from conftest import tiny_config
-from gtn_core.config import GANConfig, GeneratorConfig, GTNConfig
+from gtn_core.config import GANConfig, GTNConfig
 from gtn_core.data import default_data_root, prepare
 from gtn_core.evaluate import meta_test
 from gtn_core.gan_training import GANTrainer, GANTraining

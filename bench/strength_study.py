@@ -1,0 +1,73 @@
+"""Tables of the strength study (issue 18): the shuffle drop of teacher snapshots per configuration lever.
+
+    python experiments/run_tasks.py --study strength --seeds 3 --runs-dir bench/out/strength
+    python bench/strength_study.py                       # the tables of that store, as Markdown
+    python bench/strength_study.py --runs-dir DIR --csv-dir bench
+
+Reads the store through `analysis.results` and `analysis.strength`; prints one table per hypothesis (each arm
+against today's defaults, `cosine`): at every snapshot the drop (learned - shuffled mean accuracy) mean +- sd over
+seeds, the learned-order accuracy, the Wilcoxon signed-rank p-value over every seed's paired learners and the
+effect size r; then the arm with the largest final drop, against the target (a drop of at least 10 points with
+p < 0.01 over 3 seeds). Writes bench/strength.csv and the headline figures to bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from record import command_line, entry, merge_results
+from willis_studies import markdown, plus_minus
+
+from analysis import results, strength
+
+REPO = Path(__file__).resolve().parent.parent
+HYPOTHESES = {"1. meta-training length and outer-lr schedule": ("cosine", "constant"),
+              "2. one learned inner lr/momentum for all steps": ("cosine", "shared"),
+              "3. teacher inputs U(0, 1)": ("cosine", "uniform01"),
+              "GoodAI's three choices together": ("cosine", "goodai")}
+TARGET_DROP, TARGET_P = 0.10, 0.01
+
+
+def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
+    """One row per (arm, snapshot step) of `arms`."""
+    rows = [[r.dataset, r.arm, str(r.source_step), str(r.seeds), plus_minus(r.drop_mean, r.drop_sd),
+             plus_minus(r.learned_mean, r.learned_sd), "-" if pd.isna(r.wilcoxon_p) else f"{r.wilcoxon_p:.2g}",
+             "-" if pd.isna(r.effect_size_r) else f"{r.effect_size_r:.2f}"]
+            for r in table[table.arm.isin(arms)].itertuples()]
+    return markdown(["dataset", "arm", "outer step", "seeds", "shuffle drop", "learned-order accuracy",
+                     "Wilcoxon p", "effect r"], rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the tables, write the CSV and the results.json entries."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "bench" / "out" / "strength")
+    parser.add_argument("--csv-dir", type=Path, default=REPO / "bench")
+    args = parser.parse_args(argv)
+    store = results.open_store(runs_dir=args.runs_dir)
+    runs = results.load_runs(store)
+    teachers = strength.strength_runs(runs)
+    table = strength.drop_table(teachers, results.load_ablation(store, runs, snapshots=True))
+    if table.empty:
+        raise SystemExit(f"no strength-study runs in the {store.label}: python experiments/run_tasks.py "
+                         "--study strength --seeds 3")
+    for title, arms in HYPOTHESES.items():
+        if set(arms) & set(table.arm) - {"cosine"}:
+            print(f"\n{title}\n\n" + hypothesis_markdown(table, arms))
+    final = table[table.source_step == table.groupby(["dataset", "arm"]).source_step.transform("max")]
+    best = final.sort_values("drop_mean", ascending=False).iloc[0]
+    met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3
+    print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step}, "
+          f"p {best.wilcoxon_p:.2g}, {best.seeds} seeds: target (>= {TARGET_DROP}, p < {TARGET_P}, 3 seeds) "
+          + ("met" if met else "not met"))
+    table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
+    command = command_line("bench/strength_study.py", argv)
+    merge_results([entry(f"strength_{r.dataset}_{r.arm}_final_drop", round(float(r.drop_mean), 4), "accuracy",
+                         TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
+                                                    f"{r.wilcoxon_p:.2g} over {r.pairs} pairs")
+                   for r in final.itertuples()])
+
+
+if __name__ == "__main__":
+    main()
