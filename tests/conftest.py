@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny configurations so every core test runs on CPU in seconds."""
+"""Shared fixtures: tiny configurations so every core test runs on CPU in seconds; the report run on a store."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -15,6 +17,23 @@ def tiny_config(**overrides) -> GTNConfig:
     )
     values.update(overrides)
     return GTNConfig(**values)
+
+
+def report_on(runs_dir: Path, out: Path, figures: tuple[str, ...], min_width: int = 300) -> tuple[Path, str]:
+    """Run the report (analysis/make_report.py) on a file store into `out`; check that each named figure is a PNG
+    of some size with more than one colour; (its figures folder, the page's text, which has no Traceback)."""
+    from PIL import Image
+
+    from analysis import make_report
+
+    folder, page = out / "figures", out / "report.html"
+    assert make_report.main(["--runs-dir", str(runs_dir), "--figures-dir", str(folder), "--output", str(page)]) == 0
+    for name in figures:
+        with Image.open(folder / f"{name}.png") as image:
+            assert image.width >= min_width and len(image.convert("RGB").getcolors(1 << 24)) > 1, name
+    text = page.read_text()
+    assert "Traceback" not in text
+    return folder, text
 
 
 @pytest.fixture
