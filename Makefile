@@ -77,3 +77,10 @@ REPORT_ARGS ?=
 .PHONY: report
 report: setup
 	$(PY) analysis/make_report.py $(REPORT_ARGS)
+
+# The README's headline figures (docs/figures/) from the study stores under bench/out/ that exist, in this order
+# (the first store that makes a figure gives it).
+FIGURE_STORES ?= $(wildcard bench/out/goodai bench/out/paper_studies bench/out/willis bench/out/nas_gan bench/out/strength)
+.PHONY: figures
+figures: setup
+	$(PY) analysis/publish_figures.py $(FIGURE_STORES)

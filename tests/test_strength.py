@@ -114,3 +114,13 @@ def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
 def test_the_report_charts_the_drop_over_training(strength_study, tmp_path):
     figures, _ = report_on(strength_study.runs_dir, tmp_path, ("strength_drop",), min_width=600)
     assert set(pd.read_csv(figures / "strength.csv").arm) == {"cosine", "constant"}
+
+
+def test_the_headline_figures_are_published_from_the_first_store_that_makes_them(strength_study, tmp_path):
+    from analysis import publish_figures
+
+    with pytest.raises(SystemExit, match="no such store: .*missing"):
+        publish_figures.publish([strength_study.runs_dir, tmp_path / "missing"], tmp_path / "docs")
+    sources = publish_figures.publish([strength_study.runs_dir], tmp_path / "docs")
+    assert {"strength_drop", "test_accuracy"} <= set(sources) <= set(publish_figures.HEADLINE)
+    assert sorted(path.stem for path in (tmp_path / "docs").iterdir()) == sorted(sources)
