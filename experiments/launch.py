@@ -149,9 +149,10 @@ class StudyStop:
 
 def run_all(tasks: list[Task], args: argparse.Namespace, runs_dir: Path) -> Iterator[Outcome]:
     """Run tasks in this process, a process pool or Ray (each training task on `args.ranks` torchrun ranks),
-    yielding outcomes as they finish."""
+    yielding outcomes as they finish. The cores are divided among the cells that run at once: `args.workers`, or
+    fewer when the phase has fewer tasks (the GAN study's single GAN cell gets every core)."""
     cores = os.cpu_count() or 1
-    threads = max(1, cores // args.workers)
+    threads = max(1, cores // max(1, min(args.workers, len(tasks))))
     common = (str(runs_dir), args.mongo)
     ranks = getattr(args, "ranks", 1)
     if args.ray:
