@@ -83,4 +83,5 @@ report: setup
 FIGURE_STORES ?= $(wildcard bench/out/goodai bench/out/paper_studies bench/out/willis bench/out/nas_gan bench/out/strength)
 .PHONY: figures
 figures: setup
+	@if [ -z "$(FIGURE_STORES)" ]; then echo "no study store under bench/out/ (goodai, paper_studies, willis, nas_gan, strength): run the studies or set FIGURE_STORES"; exit 1; fi
 	$(PY) analysis/publish_figures.py $(FIGURE_STORES)

@@ -36,16 +36,14 @@ def nas_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(runs.name == NAS_PROXY) & (runs.status == "COMPLETED")].sort_values("start_time", kind="stable")
 
 
-def _teachers(store: results.Store, runs: pd.DataFrame) -> dict[str, tuple[str | None, str | None]]:
-    """Per COMPLETED NAS run: (its teacher's run id, the teacher's dataset); None where the store lacks the teacher."""
+def teachers_of(store: results.Store, runs: pd.DataFrame) -> dict[str, tuple[str | None, str | None]]:
+    """Per COMPLETED NAS run: (its teacher's store id, None where the store lacks the teacher; the dataset, from the
+    run's info)."""
     training = runs[runs.name == results.TRAINING].sort_values("start_time", kind="stable")
-    teachers, datasets = list(training.itertuples()), training.set_index("run_id").dataset
+    teachers = list(training.itertuples())
     in_mongo = isinstance(store, results.MongoStore)
-    found = {}
-    for run in nas_runs(runs).itertuples():
-        source = results.source_of(run, teachers, in_mongo)
-        found[run.run_id] = (source, datasets.get(source))
-    return found
+    return {run.run_id: (results.source_of(run, teachers, in_mongo), store.info(run.run_id).get("dataset"))
+            for run in nas_runs(runs).itertuples()}
 
 
 def load_architectures(store: results.Store, runs: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +51,7 @@ def load_architectures(store: results.Store, runs: pd.DataFrame) -> pd.DataFrame
     multiply-adds, each score (`SCORES`; real_long NaN outside the long subset) and its seconds, with the run's id
     and its teacher's id and dataset."""
     frames = []
-    for run_id, (source, dataset) in _teachers(store, runs).items():
+    for run_id, (source, dataset) in teachers_of(store, runs).items():
         rows = store.info(run_id).get("rows")
         if not rows:
             raise ValueError(f"{NAS_PROXY} run {run_id} of the {store.label} is COMPLETED but its info has no rows")
@@ -73,7 +71,7 @@ def correlation_table(store: results.Store, runs: pd.DataFrame) -> pd.DataFrame:
     correlation against one real epoch with its bootstrap 95% interval and the architectures it counts (the run's
     result); the real epoch against the longer training (proxy "real", subset "long") where the run has it."""
     rows = []
-    for run_id, (_, dataset) in _teachers(store, runs).items():
+    for run_id, (_, dataset) in teachers_of(store, runs).items():
         result = find_run(store, run_id).result
         for proxy in PROXIES:
             for key, value in result[proxy].items():
@@ -111,7 +109,7 @@ def search_table(store: results.Store, runs: pd.DataFrame) -> pd.DataFrame:
     against the best of every architecture fully trained: both accuracies, the seconds of each route and the
     saving."""
     rows = []
-    for run_id, (_, dataset) in _teachers(store, runs).items():
+    for run_id, (_, dataset) in teachers_of(store, runs).items():
         record = find_run(store, run_id)
         search = record.result["search"]
         rows.append({"run_id": run_id, "dataset": dataset, "top_k": record.config.get("top_k"), **search,

@@ -28,7 +28,7 @@ from analysis import paired
 from gtn_core.config import LearnerConfig
 from tracking.stored_config import upgrade_config
 from tracking.stores import (FileStore, MongoStore, RunRecord, Store, StoreError, open_store,  # noqa: F401
-                             referenced_run)
+                             referenced_run, resume_chain)
 
 TRAINING, ABLATION, TUNED_SGD = "gtn_mnist", "gtn_shuffle_ablation", "gtn_tuned_sgd"
 # (batch_size, inner_steps) -> experiment; "paper" is Such et al.'s MNIST shape (Fig. 1c)
@@ -37,6 +37,7 @@ VARIANT_ORDER = ("learned", "random_fixed", "random")
 CURRICULUM_ORDER = ("full", "shuffled_batch", "all_shuffled", "none")
 # A meta-trained GAN teacher (`gan.meta_train`) is its own arm: teacher "gan_meta_trained".
 TEACHER_ORDER = ("gtn", "real_data", "tuned_sgd", "distillation", "gan", "gan_meta_trained")
+GAN_TEACHERS = ("gan", "gan_meta_trained")
 # The learner's normalisation of every study but the normalisation study (the core's default).
 DEFAULT_NORMALISATION = LearnerConfig().normalisation
 CELL_KEYS = ("experiment", "teacher", "curriculum", "variant", "normalisation", "dataset", "seed")
@@ -114,47 +115,45 @@ def load_runs(store: Store) -> pd.DataFrame:
     return runs
 
 
-def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] = (TRAINING,),
-                statuses: tuple[str, ...] = ("COMPLETED",), **config) -> pd.DataFrame:
-    """COMPLETED runs of a named shape whose config has every given value (e.g. dataset="mnist", outer_steps=1000).
+def where_config(frame: pd.DataFrame, test) -> pd.DataFrame:
+    """The rows of a runs frame whose config passes `test` (a boolean mask even when the frame is empty, where a
+    bare mapped Series would select columns)."""
+    return frame[pd.Series([bool(test(config)) for config in frame.config], index=frame.index, dtype=bool)]
 
-    `teacher`, `curriculum` and `normalisation` select on the columns (runs stored before those keys existed count
-    as a GTN with the full curriculum and a batch-normalised learner); any other key on the run's config. `names`
-    are the Sacred experiments taken (the tuned-SGD baseline is `TUNED_SGD`), `statuses` the run statuses (the
-    normalisation study also counts FAILED runs). With `latest`, only the newest run of each cell (experiment,
-    teacher, curriculum, variant, normalisation, dataset, seed): several seeds stay, reruns of one seed do not.
-    Rows are sorted by experiment, variant order and seed.
-    """
-    chosen = runs[runs.name.isin(names) & runs.status.isin(statuses) & runs.experiment.notna()]
-    for key, value in config.items():
-        if key in COLUMN_KEYS:
-            chosen = chosen[chosen[key] == value]
-        else:
-            chosen = chosen[chosen.config.map(lambda stored: stored.get(key) == value)]
-    if latest:
-        chosen = chosen.sort_values("start_time", kind="stable").groupby(list(CELL_KEYS), dropna=False).tail(1)
+
+def newest_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each cell (`CELL_KEYS`), sorted by experiment, variant order and seed."""
+    chosen = runs.sort_values("start_time", kind="stable").groupby(list(CELL_KEYS), dropna=False).tail(1)
     order = chosen.variant.map({variant: i for i, variant in enumerate(VARIANT_ORDER)})
     return chosen.assign(_order=order).sort_values(["experiment", "_order", "seed"]).drop(columns="_order") \
         .reset_index(drop=True)
 
 
-def _resumed_source(records: list[RunRecord], run: RunRecord, in_mongo: bool) -> RunRecord | None:
-    """The run `run` was resumed from (`resume_from`, an id of `resume_store`), if this store holds it."""
-    return referenced_run(records, run.config["resume_from"], run.config.get("resume_store"), in_mongo, run.name,
-                          before=run.start_time)
+def select_runs(runs: pd.DataFrame, latest: bool = True, names: tuple[str, ...] = (TRAINING,),
+                statuses: tuple[str, ...] = ("COMPLETED",), snapshots: bool = False, **config) -> pd.DataFrame:
+    """COMPLETED runs of a named shape whose config has every given value (e.g. dataset="mnist", outer_steps=1000).
 
-
-def resume_chain(records: list[RunRecord], run_id: str, in_mongo: bool = False) -> list[RunRecord]:
-    """The run `run_id` and the runs it was resumed from (`resume_from`), oldest first; `in_mongo`: the records
-    are a MongoDB's."""
-    by_id = {record.run_id: record for record in records}
-    chain = [by_id[str(run_id)]]
-    while chain[0].config.get("resume_from") is not None:
-        earlier = _resumed_source(records, chain[0], in_mongo)
-        if earlier is None or earlier in chain:
-            break  # the source run is not in this store: the curve starts at the resumed step
-        chain.insert(0, earlier)
-    return chain
+    `teacher`, `curriculum` and `normalisation` select on the columns (runs stored before those keys existed count
+    as a GTN with the full curriculum and a batch-normalised learner); any other key on the run's config. `names`
+    are the Sacred experiments taken (the tuned-SGD baseline is `TUNED_SGD`), `statuses` the run statuses (the
+    normalisation study also counts FAILED runs). Runs that kept teacher snapshots (`snapshot_every`: the strength
+    study's, whose levers the cell does not name) only with `snapshots`. With `latest`, only the newest run of each
+    cell (experiment, teacher, curriculum, variant, normalisation, dataset, seed): several seeds stay, reruns of one
+    seed do not. Rows are sorted by experiment, variant order and seed.
+    """
+    chosen = runs[runs.name.isin(names) & runs.status.isin(statuses) & runs.experiment.notna()]
+    if not snapshots:
+        chosen = where_config(chosen, lambda stored: stored.get("snapshot_every") is None)
+    for key, value in config.items():
+        if key in COLUMN_KEYS:
+            chosen = chosen[chosen[key] == value]
+        else:
+            chosen = where_config(chosen, lambda stored: stored.get(key) == value)
+    if latest:
+        return newest_per_cell(chosen)
+    order = chosen.variant.map({variant: i for i, variant in enumerate(VARIANT_ORDER)})
+    return chosen.assign(_order=order).sort_values(["experiment", "_order", "seed"]).drop(columns="_order") \
+        .reset_index(drop=True)
 
 
 def stitched_series(store: Store, chain: list[RunRecord]) -> dict[str, tuple[list, list]]:
@@ -216,7 +215,7 @@ def load_ablation(store: Store, runs: pd.DataFrame | None = None, snapshots: boo
     training = runs[runs.name == TRAINING].sort_values("start_time", kind="stable")
     ablations = runs[(runs.name == ABLATION) & (runs.status == "COMPLETED")]
     if not snapshots:
-        ablations = ablations[ablations.config.map(lambda config: config.get("source_step") is None)]
+        ablations = where_config(ablations, lambda config: config.get("source_step") is None)
     columns = ["run_id", "source_run_id", "source_step", "order", "repeat", "accuracy", *CELL_KEYS]
     rows, teachers = [], list(training.itertuples())
     for ablation in ablations.itertuples():
@@ -284,30 +283,36 @@ def curricula_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return gtn[gtn.experiment.isin(shapes) & ((gtn.curriculum != "full") | (gtn.variant == "learned"))]
 
 
-GAN_TEACHERS = ("gan", "gan_meta_trained")
-
-
-def _teacher_arms(runs: pd.DataFrame, shapes_of: tuple[str, ...], teachers: tuple[str, ...]) -> pd.DataFrame:
-    """At the shapes where a teacher of `shapes_of` ran: the runs of `teachers` and the GTN with the full curriculum
-    and learned inputs, batch-normalised learners only."""
+def _teacher_arms(runs: pd.DataFrame, markers: tuple[str, ...], teachers: tuple[str, ...]) -> pd.DataFrame:
+    """A study's arms: at the shapes where a teacher of `markers` (the study's own) ran, and at the outer-step
+    budgets those runs trained for (markers without outer steps, as tuned SGD: the budgets of `teachers` there), the
+    runs of `teachers` and the GTN with the full curriculum and learned inputs, batch-normalised learners only, the
+    newest of each cell (a GTN of another study at the same shape but another budget stays out)."""
     runs = default_learner(runs)
-    chosen = runs[runs.experiment.isin(set(runs[runs.teacher.isin(shapes_of)].experiment))]
+    marked = runs[runs.teacher.isin(markers)]
+    shapes = set(marked.experiment)
+    givers = marked if marked.outer_steps.notna().any() else \
+        runs[runs.teacher.isin(teachers) & runs.experiment.isin(shapes)]
+    budgets = {(shape, int(steps)) for shape, steps in zip(givers.experiment, givers.outer_steps) if pd.notna(steps)}
+    at_budget = [shape in shapes and (pd.isna(steps) or (shape, int(steps)) in budgets)
+                 for shape, steps in zip(runs.experiment, runs.outer_steps)]
+    chosen = runs[pd.Series(at_budget, index=runs.index, dtype=bool)]
     gtn = (chosen.teacher == "gtn") & (chosen.curriculum == "full") & (chosen.variant == "learned")
-    return chosen[chosen.teacher.isin(teachers) | gtn]
+    return newest_per_cell(chosen[chosen.teacher.isin(teachers) | gtn])
 
 
 def baselines_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The baselines study's arms among selected runs (training and tuned SGD): at the shapes where a baseline ran,
-    every non-GTN, non-GAN teacher and the GTN with the full curriculum and learned inputs, batch-normalised learners
-    only."""
-    baselines = tuple(t for t in TEACHER_ORDER if t != "gtn" and t not in GAN_TEACHERS)
-    return _teacher_arms(runs, baselines, baselines)
+    """The baselines study's arms among selected runs (training and tuned SGD; pass every run, `latest=False`: the
+    newest per cell is taken at the study's budgets): where tuned SGD ran (the study's own arm), the GTN with the
+    full curriculum and learned inputs, real data, tuned SGD and distillation, batch-normalised learners only."""
+    return _teacher_arms(runs, ("tuned_sgd",), ("real_data", "tuned_sgd", "distillation"))
 
 
 def gan_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The GAN study's arms among selected runs: at the shapes where a GAN teacher ran, every non-GTN teacher (GAN
-    frozen or meta-trained, real data, distillation) and the GTN (full curriculum, learned inputs)."""
-    return _teacher_arms(runs, GAN_TEACHERS, tuple(t for t in TEACHER_ORDER if t != "gtn"))
+    """The GAN study's arms among selected runs (pass every run, `latest=False`): at the budgets where a GAN teacher
+    trained, the GAN frozen and meta-trained, real data, distillation and the GTN (full curriculum, learned
+    inputs)."""
+    return _teacher_arms(runs, GAN_TEACHERS, ("real_data", "distillation", *GAN_TEACHERS))
 
 
 def curricula_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -9,23 +9,23 @@ per configuration lever, as tidy pandas DataFrames.
     drops = strength.drop_over_training(teachers, ablation)      # per (teacher, snapshot step)
     strength.drop_table(teachers, ablation)                      # per (dataset, arm, step): over seeds, Wilcoxon
 
-A teacher's arm is named by its levers (`ARMS`: lr_schedule, inner_schedule, noise_distribution), so runs trained
-outside the study with the same values read as the same arm.
+A teacher's arm is named by its levers (`ARMS`: lr_schedule, inner_schedule, noise_distribution, from the study's
+definition), so runs trained outside the study with the same values read as the same arm.
 """
 from __future__ import annotations
 
 import pandas as pd
 
 from analysis import paired, results
+from experiments.studies import STRENGTH_LEVERS
+from gtn_core.config import GTNConfig, config_to_dict
 from tracking.stored_config import upgrade_config
 
 LEVERS = ("lr_schedule", "inner_schedule", "noise_distribution")
-# The study's arms by their lever values (run_tasks.py --study strength): today's defaults, one of GoodAI's
-# choices each, and GoodAI's three together.
-ARMS = {("cosine", "per_step", "normal"): "cosine", ("constant", "per_step", "normal"): "constant",
-        ("cosine", "shared", "normal"): "shared", ("cosine", "per_step", "uniform01"): "uniform01",
-        ("constant", "shared", "uniform01"): "goodai"}
-ARM_ORDER = tuple(ARMS.values())
+_DEFAULTS = config_to_dict(GTNConfig())
+# The study's arms by their lever values (experiments.studies.STRENGTH_LEVERS over the core's defaults).
+ARMS = {tuple({**_DEFAULTS, **levers}[lever] for lever in LEVERS): arm for arm, levers in STRENGTH_LEVERS.items()}
+ARM_ORDER = tuple(STRENGTH_LEVERS)
 KEYS = ["dataset", "experiment", "arm"]
 
 
@@ -36,10 +36,13 @@ def arm_of(config: dict) -> str:
 
 
 def strength_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """COMPLETED GTN training runs (full curriculum, learned inputs) that kept teacher snapshots, with their arm."""
-    chosen = results.select_runs(runs, latest=False, teacher="gtn", curriculum="full")
-    chosen = chosen[(chosen.variant == "learned") & chosen.config.map(lambda c: c.get("snapshot_every") is not None)]
-    return chosen.assign(arm=chosen.config.map(arm_of)).reset_index(drop=True)
+    """COMPLETED GTN training runs (full curriculum, learned inputs, batch-normalised learner) that kept teacher
+    snapshots, with their arm."""
+    chosen = results.select_runs(runs, latest=False, snapshots=True, teacher="gtn", curriculum="full",
+                                 normalisation=results.DEFAULT_NORMALISATION)
+    chosen = results.where_config(chosen[chosen.variant == "learned"],
+                                  lambda config: config.get("snapshot_every") is not None)
+    return chosen.assign(arm=[arm_of(config) for config in chosen.config]).reset_index(drop=True)
 
 
 def _in_arm_order(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -62,6 +65,9 @@ def drop_over_training(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.Dat
     (learned - shuffled means) and the Wilcoxon test of its paired learners (`paired.paired_test`)."""
     learners = _snapshot_learners(teachers, ablation)
     by = [*KEYS, "seed", "source_run_id", "source_step"]
+    if learners.empty:
+        return pd.DataFrame(columns=[*by, "learned_accuracy", "shuffled_accuracy", "drop", "pairs", "median_drop",
+                                     "wilcoxon_p", "effect_size_r"])
     means = learners.pivot_table(index=by, columns="order", values="accuracy", aggfunc="mean") \
         .rename(columns=lambda order: f"{order}_accuracy").reset_index()
     means["drop"] = means.learned_accuracy - means.shuffled_accuracy

@@ -61,13 +61,13 @@ def gan_markdown(table: pd.DataFrame) -> str:
     return markdown(["shape", "teacher", "seeds", "final test accuracy", "min per run"], rows)
 
 
-def study_minutes(runs: pd.DataFrame) -> dict[str, float]:
+def study_minutes(store: results.Store, runs: pd.DataFrame) -> dict[str, float]:
     """Minutes (sum of start-to-stop) of the COMPLETED runs of each study: nas (its teacher and the proxy runs),
     gan (the DCGAN and the GAN study's teacher arms)."""
     completed = runs[runs.status == "COMPLETED"]
     proxies = completed[completed.name == nas.NAS_PROXY]
-    teachers = {str(config.get("source_run_id")) for config in proxies.config}
-    gan_arms = results.gan_runs(results.select_runs(runs))
+    teachers = {source for source, _ in nas.teachers_of(store, runs).values()}
+    gan_arms = results.gan_runs(results.select_runs(runs, latest=False))
     minutes = {"nas": (proxies.wall_seconds.sum() + completed[completed.run_id.isin(teachers)].wall_seconds.sum()) / 60,
                "gan": (gan_arms.wall_seconds.sum() + completed[completed.name == "gtn_gan"].wall_seconds.sum()) / 60}
     return {study: value for study, value in minutes.items() if value > 0}
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         speed = cost[(cost.run_id == cost.run_id.iloc[-1]) & (cost.score == "gtn_proxy")].speed_up.iloc[0]
         entries.append(entry("nas_gtn_proxy_speed_up", round(float(speed), 2), "x", None, command,
                              note="seconds of one real epoch over seconds of the GTN proxy, per architecture"))
-    gan_table = results.baselines_table(results.select_runs(runs), arms=results.gan_runs)
+    gan_table = results.baselines_table(results.select_runs(runs, latest=False), arms=results.gan_runs)
     if gan_table.empty:
         print("\nno GAN-study runs in the store: python experiments/run_tasks.py --study gan --seeds 3")
     else:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         entries += [entry(f"gan_study_{r.experiment}_{r.teacher}_accuracy", round(float(r.accuracy_mean), 4),
                           "accuracy", None, command, note=f"mean over {r.seeds} seed(s)")
                     for r in gan_table.itertuples()]
-    minutes = study_minutes(runs)
+    minutes = study_minutes(store, runs)
     print("\nStudy minutes (start to stop, summed over runs)\n\n" +
           "\n".join(f"{study}: {value:.1f}" for study, value in minutes.items()))
     if "nas" in minutes:

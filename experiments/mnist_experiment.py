@@ -64,6 +64,7 @@ from tqdm import tqdm
 from experiments.observers import attach_observers, mongo_option
 from experiments.dataclass_config import DataclassConfig, core_config
 from experiments.shapes import add_shape_configs
+from experiments.source_teacher import snapshot_name
 from gtn_core.checkpoint import load_training_state, save_checkpoint, save_training_state
 from gtn_core.config import GTNConfig, config_to_dict
 from gtn_core.data import default_data_root, load_dataset
@@ -115,11 +116,6 @@ def log_record(run, record: StepRecord) -> None:
         run.log_scalar(f"{name}_mean", sum(values) / len(values), record.step)
         run.log_scalar(f"{name}_min", min(values), record.step)
         run.log_scalar(f"{name}_max", max(values), record.step)
-
-
-def snapshot_name(step: int) -> str:
-    """The artifact of the teacher as it was after outer step `step` (`snapshot_every`)."""
-    return f"teacher_{step}.pt"
 
 
 def save_snapshot(run, teacher: Teacher, cfg: GTNConfig, step: int, folder: str) -> None:

@@ -76,6 +76,14 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def arm_list(text: str) -> list[str]:
+    """argparse type of --arms: a comma-separated, non-empty list (each study checks the names)."""
+    values = [value.strip() for value in text.split(",") if value.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"--arms {text!r}: expected a comma-separated list of the study's arms")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the study runner."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shapes to run, e.g. a,c (default: goodai a,b,c; curricula and baselines b)")
     parser.add_argument("--variants", type=lambda t: parse_list(t, VARIANTS, "--variants"), default=list(VARIANTS),
                         help="teacher-input variants of the goodai study")
-    parser.add_argument("--arms", type=lambda t: [v.strip() for v in t.split(",") if v.strip()] or None,
-                        default=None, help="only these arms of the study, e.g. cosine,constant (default: all)")
+    parser.add_argument("--arms", type=arm_list, default=None,
+                        help="only these arms of the study, e.g. cosine,constant (default: all)")
     parser.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per cell")
     parser.add_argument("--outer-steps", type=positive_int, default=None, help="override outer_steps")
     parser.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")

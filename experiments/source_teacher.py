@@ -11,23 +11,30 @@ from gtn_core.data import default_data_root, load_dataset
 from gtn_core.meta import RealData, to_real_data
 from gtn_core.teachers import Teacher
 from tracking.settings import default_runs_dir
-from tracking.stores import RunRecord, Store, find_run, open_location
+from tracking.stores import MongoStore, RunRecord, Store, find_run, open_location, resume_chain
+
+
+def snapshot_name(step: int) -> str:
+    """The artifact of a training run's teacher as it was after outer step `step` (`snapshot_every`)."""
+    return f"teacher_{step}.pt"
 
 
 def snapshot_artifact(store: Store, source: RunRecord, step: int) -> tuple[RunRecord, str]:
-    """(the run holding teacher_<step>.pt, the artifact's name): run `source` or, when it was resumed, the run it
-    continued (`resumed_from`, in the same store), and so on back; ValueError naming the steps kept otherwise."""
-    name, run, kept = f"teacher_{step}.pt", source, []
-    while True:
-        if name in store.artifact_names(run.run_id):
-            return run, name
+    """(the run holding the snapshot after outer step `step`, the artifact's name): run `source` or, back through
+    its resume chain (`resume_chain`), a run it was resumed from that had kept it before the step its successor
+    resumed from (later snapshots of that run were of a trajectory abandoned); ValueError naming the steps the
+    chain kept otherwise."""
+    name, chain = snapshot_name(step), resume_chain(store.records(), source.run_id, isinstance(store, MongoStore))
+    kept, resumed_at = [], None  # resumed_at: the step the newer run resumed from, None for the source run
+    for run in reversed(chain):
         info = store.info(run.run_id)
-        kept = sorted(set(kept) | set(info.get("snapshot_steps", [])))
-        earlier = info.get("resumed_from")
-        if not earlier:
-            raise ValueError(f"source_step={step!r}: run {source.run_id} of the {store.label} kept no teacher "
-                             f"snapshot at that step (snapshot steps: {kept or 'none; train with snapshot_every'})")
-        run = find_run(store, earlier["run"])
+        steps = [s for s in info.get("snapshot_steps", []) if resumed_at is None or s <= resumed_at]
+        if step in steps and name in store.artifact_names(run.run_id):
+            return run, name
+        kept += steps
+        resumed_at = (info.get("resumed_from") or {}).get("step")
+    raise ValueError(f"source_step={step!r}: run {source.run_id} of the {store.label} kept no teacher snapshot at "
+                     f"that step (snapshot steps: {sorted(kept) or 'none; train with snapshot_every'})")
 
 
 def load_source_teacher(source_run_id, source_store, data_root, device: torch.device, step: int | None = None

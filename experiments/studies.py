@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.shapes import SMOKE
-from experiments.study_plan import ABLATION, NAS_PROXY, ROBUSTNESS, TRAINING, TRANSFER, TUNED_SGD, Task
-from gtn_core.config import NORMALISATIONS, GTNConfig
+from experiments.study_plan import (ABLATION, NAS_PROXY, ROBUSTNESS, TRAINING, TRANSFER, TUNED_SGD, Task,
+                                    expected_config)
+from gtn_core.config import NORMALISATIONS
 
 EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
 PROFILES = ("full", "smoke")
+# The strength study's arms (the curriculum finding at full strength): today's defaults (cosine decay, one learned
+# lr/momentum per inner step, N(0, 1) inputs), one of GoodAI's choices per arm, and GoodAI's three together.
+STRENGTH_LEVERS = {"cosine": {}, "constant": {"lr_schedule": "constant"}, "shared": {"inner_schedule": "shared"},
+                   "uniform01": {"noise_distribution": "uniform01"},
+                   "goodai": {"lr_schedule": "constant", "inner_schedule": "shared",
+                              "noise_distribution": "uniform01"}}
 # Each study's arms: (label, experiment module, config updates); goodai's arms are the --variants.
 STUDY_ARMS = {
     "curricula": [("full", TRAINING, {"curriculum": "full", "variant": "learned"}),
@@ -33,15 +39,8 @@ STUDY_ARMS = {
                   ("real_data", TRAINING, {"teacher": "real_data"}),
                   ("tuned_sgd", TUNED_SGD, {}),
                   ("distillation", TRAINING, {"teacher": "distillation"})],
-    # The curriculum finding at full strength: today's defaults (cosine decay, one learned lr/momentum per inner
-    # step, N(0, 1) inputs), one of GoodAI's choices per arm, and GoodAI's three together.
-    "strength": [("cosine", TRAINING, {"curriculum": "full", "variant": "learned"}),
-                 ("constant", TRAINING, {"curriculum": "full", "variant": "learned", "lr_schedule": "constant"}),
-                 ("shared", TRAINING, {"curriculum": "full", "variant": "learned", "inner_schedule": "shared"}),
-                 ("uniform01", TRAINING, {"curriculum": "full", "variant": "learned",
-                                          "noise_distribution": "uniform01"}),
-                 ("goodai", TRAINING, {"curriculum": "full", "variant": "learned", "lr_schedule": "constant",
-                                       "inner_schedule": "shared", "noise_distribution": "uniform01"})],
+    "strength": [(arm, TRAINING, {"curriculum": "full", "variant": "learned", **levers})
+                 for arm, levers in STRENGTH_LEVERS.items()],
 }
 STUDIES = ("goodai", *STUDY_ARMS)
 DEFAULT_SHAPES = {"goodai": ["a", "b", "c"], "curricula": ["b"], "baselines": ["b"], "normalisation": ["b"],
@@ -83,15 +82,20 @@ def study_arms(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
     return [arm for arm in arms if arm[0] in args.arms]
 
 
-def outer_steps_of(updates: dict, smoke: bool) -> int:
-    """The outer steps a training cell with `updates` runs (the smoke profile's, unless updated)."""
-    return updates.get("outer_steps") or (SMOKE["outer_steps"] if smoke else GTNConfig().outer_steps)
+def snapshot_steps(training: Task) -> list[int]:
+    """The outer steps at which a strength-study cell keeps a teacher snapshot (every `snapshot_every`, its config's)."""
+    config = expected_config(training)
+    return list(range(config["snapshot_every"], config["outer_steps"] + 1, config["snapshot_every"]))
 
 
-def snapshot_steps(training: Task, smoke: bool) -> list[int]:
-    """The outer steps at which a strength-study cell keeps a teacher snapshot (every `snapshot_every`)."""
-    every = training.updates["snapshot_every"]
-    return list(range(every, outer_steps_of(training.updates, smoke) + 1, every))
+def snapshot_every(task: Task, snapshots: int) -> int:
+    """Outer steps between a strength-study cell's `snapshots` snapshots, the last at its last step; SystemExit
+    naming the cell when its outer steps are not a multiple of `snapshots` (the final teacher would be skipped)."""
+    outer_steps = expected_config(task)["outer_steps"]
+    if outer_steps % snapshots:
+        raise SystemExit(f"cell {task.label!r}: outer_steps={outer_steps}; the strength study keeps {snapshots} "
+                         f"evenly spaced snapshots, so expected a multiple of {snapshots} (--outer-steps)")
+    return outer_steps // snapshots
 
 
 def training_tasks(args: argparse.Namespace) -> list[Task]:
@@ -110,10 +114,11 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
                 if arm_updates.get("teacher") == "gan":
                     updates.update(args.gan_source)  # the GAN the study trained first (gan_phase)
                 # smoke first: its tiny networks stay, the experiment's batch size and step count win
+                task = Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates)
                 if args.study == "strength":
-                    snapshots = SMOKE_SNAPSHOTS if smoke else STRENGTH_SNAPSHOTS
-                    updates["snapshot_every"] = max(1, outer_steps_of(updates, bool(smoke)) // snapshots)
-                tasks.append(Task(f"{experiment} {arm} s{seed}", module, (*smoke, EXPERIMENTS[experiment]), updates))
+                    every = snapshot_every(task, SMOKE_SNAPSHOTS if smoke else STRENGTH_SNAPSHOTS)
+                    task = Task(task.label, module, task.named_configs, {**updates, "snapshot_every": every})
+                tasks.append(task)
     return tasks
 
 
@@ -126,7 +131,7 @@ def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) 
         return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
     if args.study == "strength":
         return [Task(f"{training.label} shuffle@{step}", ABLATION, smoke, {**reference, "source_step": step})
-                for step in snapshot_steps(training, bool(smoke))]
+                for step in snapshot_steps(training)]
     if args.study == "nas" and training.updates["seed"] == 0:
         return [Task(f"{training.label} nas", NAS_PROXY, smoke, dict(reference))]
     if args.study == "normalisation" and training.updates["seed"] == 0:

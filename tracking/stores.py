@@ -257,3 +257,22 @@ def referenced_run(records, source_id, where, in_mongo: bool, name: str, before=
     matches = [record for record in records if record.name == name and names_run(record, source_id, where, in_mongo)
                and (before is None or record.start_time is None or record.start_time <= before)]
     return matches[-1] if matches else None
+
+
+def _resumed_source(records: list[RunRecord], run: RunRecord, in_mongo: bool) -> RunRecord | None:
+    """The run `run` was resumed from (`resume_from`, an id of `resume_store`), if this store holds it."""
+    return referenced_run(records, run.config["resume_from"], run.config.get("resume_store"), in_mongo, run.name,
+                          before=run.start_time)
+
+
+def resume_chain(records: list[RunRecord], run_id: str, in_mongo: bool = False) -> list[RunRecord]:
+    """The run `run_id` and the runs it was resumed from (`resume_from`), oldest first; `in_mongo`: the records
+    are a MongoDB's."""
+    by_id = {record.run_id: record for record in records}
+    chain = [by_id[str(run_id)]]
+    while chain[0].config.get("resume_from") is not None:
+        earlier = _resumed_source(records, chain[0], in_mongo)
+        if earlier is None or earlier in chain:
+            break  # the source run is not in this store: the curve starts at the resumed step
+        chain.insert(0, earlier)
+    return chain
