@@ -97,8 +97,8 @@ def test_sacred_config_is_derived_from_the_dataclasses_and_print_config_explains
     config = dict(mnist_experiment.ex._create_run().config)
     core = config_to_dict(GTNConfig())
     assert {key: config[key] for key in core} == core
-    assert set(config) - set(core) == {"dataset", "data_root", "progress", "checkpoint_every", "resume_from",
-                                         "resume_store", "gan_run_id", "gan_store"}
+    assert set(config) - set(core) == {"dataset", "data_root", "progress", "checkpoint_every", "snapshot_every",
+                                         "resume_from", "resume_store", "gan_run_id", "gan_store"}
     result = _command("experiments/mnist_experiment.py", "print_config", "with", "smoke", "generator.hidden_size=96",
                       runs_dir=tmp_path)
     assert result.returncode == 0, result.stderr
