@@ -13,16 +13,13 @@ CSVs and the headline figures to bench/results.json.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import pandas as pd
-from record import command_line, entry, merge_results
+from record import command_line, entry, merge_results, study_arguments
 from willis_studies import markdown, plus_minus
 
 from analysis import nas, results
 
-REPO = Path(__file__).resolve().parent.parent
 NAS_TARGET_MINUTES = 90.0
 
 
@@ -75,10 +72,7 @@ def study_minutes(store: results.Store, runs: pd.DataFrame) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the tables, write the CSVs and the results.json entries."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, default=REPO / "bench" / "out" / "nas_gan")
-    parser.add_argument("--csv-dir", type=Path, default=REPO / "bench")
-    args = parser.parse_args(argv)
+    args = study_arguments(__doc__, "nas_gan", argv)
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
     command = command_line("bench/nas_gan_studies.py", argv)

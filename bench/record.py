@@ -1,6 +1,7 @@
 """bench/results.json: the latest benchmark figures as {"name", "value", "unit", "target", "command", "date"}."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import shlex
@@ -8,6 +9,15 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+BENCH = RESULTS.parent
+
+
+def study_arguments(doc: str, store: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of a study's table script: --runs-dir (default bench/out/<store>) and --csv-dir (bench/)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", type=Path, default=BENCH / "out" / store)
+    parser.add_argument("--csv-dir", type=Path, default=BENCH)
+    return parser.parse_args(argv)
 
 
 def entry(name: str, value: float | None, unit: str, target: float | None, command: str, note: str = "") -> dict:

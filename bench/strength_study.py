@@ -12,16 +12,13 @@ p < 0.01 over 3 seeds). Writes bench/strength.csv and the headline figures to be
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import pandas as pd
-from record import command_line, entry, merge_results
+from record import command_line, entry, merge_results, study_arguments
 from willis_studies import markdown, plus_minus
 
 from analysis import results, strength
 
-REPO = Path(__file__).resolve().parent.parent
 HYPOTHESES = {"1. meta-training length and outer-lr schedule": ("cosine", "constant"),
               "2. one learned inner lr/momentum for all steps": ("cosine", "shared"),
               "3. teacher inputs U(0, 1)": ("cosine", "uniform01"),
@@ -41,10 +38,7 @@ def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the tables, write the CSV and the results.json entries."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, default=REPO / "bench" / "out" / "strength")
-    parser.add_argument("--csv-dir", type=Path, default=REPO / "bench")
-    args = parser.parse_args(argv)
+    args = study_arguments(__doc__, "strength", argv)
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
     teachers = strength.strength_runs(runs)

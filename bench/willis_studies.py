@@ -14,15 +14,12 @@ the headline figures to bench/results.json.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import pandas as pd
-from record import command_line, entry, merge_results
+from record import command_line, entry, merge_results, study_arguments
 
 from analysis import results, willis
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def plus_minus(mean: float, sd: float, digits: int = 3) -> str:
@@ -84,10 +81,7 @@ def evaluation_minutes(runs: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the tables, write the CSVs and the results.json entries."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, default=REPO / "bench" / "out" / "willis")
-    parser.add_argument("--csv-dir", type=Path, default=REPO / "bench")
-    args = parser.parse_args(argv)
+    args = study_arguments(__doc__, "willis", argv)
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
     teachers = willis.normalisation_runs(runs)
