@@ -115,6 +115,15 @@ def load_runs(store: Store) -> pd.DataFrame:
     return runs
 
 
+def chain_wall_seconds(store: Store, runs: pd.DataFrame) -> pd.Series:
+    """Each run's start-to-stop seconds plus those of the runs it was resumed from (`resume_chain`): the time its
+    result cost, however often it was stopped; NaN while it runs."""
+    records, in_mongo = list(store.records()), isinstance(store, MongoStore)
+    wall = dict(zip(runs.run_id, runs.wall_seconds))
+    return pd.Series([sum(wall.get(run.run_id, float("nan")) for run in resume_chain(records, run_id, in_mongo))
+                      for run_id in runs.run_id], index=runs.index, dtype=float)
+
+
 def where_config(frame: pd.DataFrame, test) -> pd.DataFrame:
     """The rows of a runs frame whose config passes `test` (a boolean mask even when the frame is empty, where a
     bare mapped Series would select columns)."""

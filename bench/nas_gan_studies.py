@@ -8,7 +8,7 @@
 Reads the store through `analysis.results` and `analysis.nas`; prints the NAS proxy's rank correlations with their
 bootstrap intervals, the seconds per architecture of each score and the proxy-led search, then the GAN study's
 table (final test accuracy mean +- sd over seeds per teacher) and every study's minutes (start to stop of its runs:
-other work on the same cores inflates them; target for the NAS study: 1.5 hours on 2 cores). Writes the tables as
+with the runs each resumed from; other work on the same cores inflates them; target for the NAS study: 1.5 hours on 2 cores). Writes the tables as
 CSVs and the headline figures to bench/results.json.
 """
 from __future__ import annotations
@@ -59,14 +59,14 @@ def gan_markdown(table: pd.DataFrame) -> str:
 
 
 def study_minutes(store: results.Store, runs: pd.DataFrame) -> dict[str, float]:
-    """Minutes (sum of start-to-stop) of the COMPLETED runs of each study: nas (its teacher and the proxy runs),
-    gan (the DCGAN and the GAN study's teacher arms)."""
+    """Minutes (sum of start-to-stop, with the runs each resumed from) of the COMPLETED runs of each study: nas (its
+    teacher and the proxy runs), gan (the DCGAN and the GAN study's teacher arms)."""
     completed = runs[runs.status == "COMPLETED"]
-    proxies = completed[completed.name == nas.NAS_PROXY]
     teachers = {source for source, _ in nas.teachers_of(store, runs).values()}
-    gan_arms = results.gan_runs(results.select_runs(runs, latest=False))
-    minutes = {"nas": (proxies.wall_seconds.sum() + completed[completed.run_id.isin(teachers)].wall_seconds.sum()) / 60,
-               "gan": (gan_arms.wall_seconds.sum() + completed[completed.name == "gtn_gan"].wall_seconds.sum()) / 60}
+    gan_arms = set(results.gan_runs(results.select_runs(runs, latest=False)).run_id)
+    studies = {"nas": completed[(completed.name == nas.NAS_PROXY) | completed.run_id.isin(teachers)],
+               "gan": completed[completed.run_id.isin(gan_arms) | (completed.name == "gtn_gan")]}
+    minutes = {study: part.wall_seconds.sum() / 60 for study, part in studies.items()}
     return {study: value for study, value in minutes.items() if value > 0}
 
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = study_arguments(__doc__, "nas_gan", argv)
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
+    runs = runs.assign(wall_seconds=results.chain_wall_seconds(store, runs))  # a resumed run's cost, whole
     command = command_line("bench/nas_gan_studies.py", argv)
     entries, tables = [], {}
     architectures = nas.load_architectures(store, runs)

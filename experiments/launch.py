@@ -25,8 +25,8 @@ from pathlib import Path
 from sacred.utils import SacredInterrupt
 
 from experiments.observers import attach_observers
-from experiments.study_plan import EXPERIMENT_NAMES, IGNORED_KEYS, TRAINING, Task, expected_config
-from tracking.stored_config import same_config
+from experiments.study_plan import EXPERIMENT_NAMES, TRAINING, Task, expected_config
+from tracking.stored_config import IGNORED_KEYS, same_config
 from tracking.stores import FileStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -45,9 +45,7 @@ info's `snapshot_steps`, so the shuffle ablation can read the teacher as it was 
 from __future__ import annotations
 
 import contextlib
-import signal
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -57,14 +55,14 @@ import torch
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from sacred import Experiment
-from sacred.observers import FileStorageObserver
-from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
+from sacred.utils import apply_backspaces_and_linefeeds
 from tqdm import tqdm
 
 from experiments.observers import attach_observers, mongo_option
 from experiments.dataclass_config import DataclassConfig, core_config
 from experiments.shapes import add_shape_configs
 from experiments.source_teacher import snapshot_name
+from experiments.stopping import Interrupted, StopSignals, file_store_of
 from gtn_core.checkpoint import load_training_state, save_checkpoint, save_training_state
 from gtn_core.config import GTNConfig, config_to_dict
 from gtn_core.data import default_data_root, load_dataset
@@ -74,7 +72,6 @@ from gtn_core.meta import MetaTrainer, StepRecord, is_evaluation_step, to_real_d
 from gtn_core.seeds import EVALUATION, seeded_generator
 from gtn_core.teachers import Teacher, build_teacher
 from gtn_core.visualize import save_curriculum_png
-from tracking.settings import default_runs_dir
 from tracking.stores import RunRecord, Store, find_run, open_location
 
 ex = Experiment("gtn_mnist", additional_cli_options=[mongo_option])
@@ -142,36 +139,6 @@ def describe(cfg: GTNConfig) -> str:
     return f"gtn {cfg.variant} {cfg.curriculum}" if cfg.teacher == "gtn" else cfg.teacher
 
 
-class TrainingInterrupted(SacredInterrupt):
-    """SIGTERM or SIGINT stopped training after a checkpoint; Sacred records the run as INTERRUPTED."""
-
-    STATUS = "INTERRUPTED"
-
-
-class StopSignals:
-    """While active, SIGTERM and SIGINT only set `received` (training stops after the step); a second one stops now."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self.previous = {}
-
-    def _handle(self, number, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(number).name}")
-        self.received = signal.Signals(number).name
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # Python only lets the main thread take signals
-            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
-
-
 def checkpoint_due(record: StepRecord, cfg: GTNConfig, every: int | None) -> bool:
     """Whether to write training.pt after `record`: every `every` steps and at the last, or at each evaluation."""
     if every is None:
@@ -188,12 +155,6 @@ def save_training(run, trainer: MetaTrainer, cfg: GTNConfig, folder: str) -> Non
     path = save_training_state(state, cfg, Path(folder) / "training.pt")
     run.add_artifact(str(path), "training.pt", content_type="application/octet-stream")
     run.info["checkpoint_step"] = trainer.step
-
-
-def file_store_of(run) -> Path:
-    """The file store this run is recorded in (its first FileStorageObserver), else $GTN_RUNS_DIR / runs/."""
-    stores = [Path(observer.basedir) for observer in run.observers if isinstance(observer, FileStorageObserver)]
-    return stores[0] if stores else default_runs_dir()
 
 
 def load_checkpoint_of(cfg: GTNConfig, store: Store, source: RunRecord) -> dict:
@@ -316,7 +277,7 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
                     save_training(_run, trainer, cfg, folder)
                     last_good = f"run {_run._id}'s training.pt (step {trainer.step})"
                 if stop and trainer.step < cfg.outer_steps:
-                    raise TrainingInterrupted(f"{signals.received or 'a stop signal to another rank'} after outer "
+                    raise Interrupted(f"{signals.received or 'a stop signal to another rank'} after outer "
                                               f"step {trainer.step}: checkpoint written; continue with "
                                               f"resume_from={_run._id}")
         except FloatingPointError as error:

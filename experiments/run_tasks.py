@@ -35,8 +35,9 @@ Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, 
 Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
 runs what is missing. A cell whose newest run with the same config is INTERRUPTED or FAILED and left a training
-checkpoint (training.pt) continues from it (`resume_from`, shown by --dry-run as "resume from run N (step S)");
-other unfinished runs are run again. With --mongo URL the plan is read from that MongoDB (tracking.stores) rather
+checkpoint (training.pt) continues from it (`resume_from`, shown by --dry-run as "resume from run N (step S)"), and
+so does a NAS proxy run from the rows it scored (nas_rows.json: "architectures done: S"); other unfinished runs are
+run again. With --mongo URL the plan is read from that MongoDB (tracking.stores) rather
 than the file store, so a study spread over machines, or one whose file store is gone, resumes from MongoDB alone:
 checkpoints and teachers come from GridFS. With --ranks N each training cell runs as N torchrun processes that
 split its meta-batch (`--meta-batch`, a multiple of N; the ranks do not change what a cell computes, so runs of

@@ -1,19 +1,21 @@
 """A study's plan: which cells are done in the store, which resume from a checkpoint, which run (and why).
 
 A cell counts as done when the store holds a COMPLETED run of its experiment with the same config (keys in
-IGNORED_KEYS aside); an INTERRUPTED or FAILED newest same-config run with a usable training.pt is continued
-(`resume_from`, and `resume_store` when the store is a MongoDB). Stored configs are compared in today's form
-(tracking.stored_config).
+IGNORED_KEYS aside); an INTERRUPTED or FAILED newest same-config run that left progress to continue from (a
+training run's training.pt, a NAS proxy run's nas_rows.json) is continued (`resume_from`, and `resume_store` when the
+store is a MongoDB). Stored configs are compared in today's form (tracking.stored_config).
 """
 from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from experiments.nas_proxy import rows_done
 from gtn_core.checkpoint import training_state_step
-from tracking.stored_config import config_differences, same_config, upgrade_config
+from tracking.stored_config import IGNORED_KEYS, config_differences, same_config, upgrade_config
 from tracking.stores import FileStore, MongoStore, RunRecord, Store, referenced_run
 
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
@@ -22,8 +24,6 @@ NAS_PROXY, GAN = "experiments.nas_proxy", "experiments.gan_experiment"
 EXPERIMENT_NAMES = {TRAINING: "gtn_mnist", ABLATION: "gtn_shuffle_ablation", TUNED_SGD: "gtn_tuned_sgd",
                     TRANSFER: "gtn_transfer", ROBUSTNESS: "gtn_robustness", NAS_PROXY: "gtn_nas_proxy",
                     GAN: "gtn_gan"}
-# They change how a run looks or where it starts, not what it computes.
-IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
 RESUMABLE_STATUSES = ("INTERRUPTED", "FAILED")
 
 
@@ -57,26 +57,45 @@ def completed_run(task: Task, runs: Iterable[RunRecord]) -> RunRecord | None:
     return matches[-1] if matches else None
 
 
-def checkpoint_step(store: Store, run: RunRecord) -> int | None:
-    """The outer step of the run's training.pt (from GridFS in MongoDB); None when it has none or it is unreadable."""
+@dataclass(frozen=True)
+class Progress:
+    """What a resumable experiment leaves to continue from: an artifact, how far it got (read from the file) and
+    the config key of where it ends."""
+
+    artifact: str
+    read: Callable[[Path], int]
+    end_key: str
+    unit: str
+
+
+PROGRESS = {TRAINING: Progress("training.pt", training_state_step, "outer_steps", "step"),
+            NAS_PROXY: Progress("nas_rows.json", rows_done, "architectures", "architectures done:")}
+
+
+def progress_of(store: Store, run: RunRecord, module: str) -> int | None:
+    """How far the run got by its progress artifact (from GridFS in MongoDB); None when the experiment does not
+    resume or the run left no usable artifact."""
+    progress = PROGRESS.get(module)
+    if progress is None:
+        return None
     try:
-        with store.local_artifact(run.run_id, "training.pt") as path:
-            return training_state_step(path)
+        with store.local_artifact(run.run_id, progress.artifact) as path:
+            return progress.read(path)
     except (KeyError, ValueError):
-        return None  # no checkpoint, or a truncated one: the cell is run again
+        return None  # nothing written yet, or a truncated file: the cell is run again
 
 
 def resumable_run(task: Task, runs: Iterable[RunRecord], store: Store) -> tuple[RunRecord, int] | None:
-    """(run, checkpoint step) when the task's newest same-config run is INTERRUPTED/FAILED with a usable training.pt."""
+    """(run, progress) when the task's newest same-config run is INTERRUPTED/FAILED with usable progress."""
     wanted = expected_config(task)
     matches = [run for run in runs if run.name == EXPERIMENT_NAMES[task.module]
                and same_config(run.config, wanted, IGNORED_KEYS)]
-    if not matches or matches[-1].status not in RESUMABLE_STATUSES:
+    if task.module not in PROGRESS or not matches or matches[-1].status not in RESUMABLE_STATUSES:
         return None
-    step = checkpoint_step(store, matches[-1])
-    if step is None or not 0 < step < wanted.get("outer_steps", 0):
+    done = progress_of(store, matches[-1], task.module)
+    if done is None or not 0 < done < wanted[PROGRESS[task.module].end_key]:
         return None
-    return matches[-1], step
+    return matches[-1], done
 
 
 IDENTITY_KEYS = ("batch_size", "inner_steps", "seed", "dataset")  # what names a cell, with the task's own updates
@@ -97,7 +116,7 @@ def why_not(task: Task, runs: list[RunRecord]) -> str:
 @dataclass
 class Plan:
     """What a study invocation finds in its store: cells done (with their run), cells to run, and of those the
-    ones continued from a checkpoint (label -> (run id, step))."""
+    ones continued from a checkpoint (label -> (run id, progress))."""
 
     done: list[tuple[Task, RunRecord]]
     todo: list[Task]
@@ -106,7 +125,7 @@ class Plan:
 
 def plan(tasks: list[Task], runs: list[RunRecord], store: Store) -> Plan:
     """Split tasks into done and to do, the latter with `resume_from` (and, in MongoDB, `resume_store`) where a
-    checkpoint is left."""
+    checkpoint or other progress is left."""
     result = Plan([], [], {})
     for task in tasks:
         run = completed_run(task, runs)
@@ -131,8 +150,8 @@ def dry_run_line(task: Task, study: Plan, runs: list[RunRecord]) -> str:
     if task.label in done:
         return f"done (run {done[task.label].run_id})"
     if task.label in study.resumes:
-        source, step = study.resumes[task.label]
-        return f"resume from run {source} (step {step})"
+        source, done = study.resumes[task.label]
+        return f"resume from run {source} ({PROGRESS[task.module].unit} {done})"
     return "to run" + why_not(task, runs)
 
 

@@ -3,6 +3,7 @@ rankings, the proxy-led search, the Sacred experiment on a smoke teacher, and th
 analysis.nas and the report."""
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ import torch
 
 from analysis import nas, results
 from conftest import report_on
+from experiments import mnist_experiment, nas_proxy, stopping
+from experiments.observers import AtomicFileStorageObserver
+from experiments.study_plan import NAS_PROXY, progress_of
 from gtn_core.data import default_data_root, prepare
 from gtn_core.evaluations.ranking import rank_correlation, search_by_proxy, top_fraction
 from gtn_core.learners import init_learner
@@ -93,6 +97,54 @@ def test_nas_proxy_experiment_scores_every_architecture_on_a_smoke_teacher(tmp_p
     assert all(0 <= r[key] <= 1 for r in rows for key in ("gtn_proxy", "real_proxy", "real"))
     assert sum("real_long" in r for r in rows) == 2
     assert set(record.result["gtn_proxy"]) == {"spearman_all", "kendall_all", "spearman_top_half", "kendall_top_half"}
+
+
+def test_an_interrupted_nas_run_resumed_scores_the_rest_as_an_uninterrupted_run(tmp_path, monkeypatch, mnist_ready):
+    store = tmp_path / "runs"
+    observer = AtomicFileStorageObserver(str(store))
+    experiments = (mnist_experiment.ex, nas_proxy.ex)
+    for ex in experiments:
+        ex.observers.append(observer)
+    try:
+        mnist_experiment.ex.run(named_configs=["smoke"], config_updates={"progress": False})  # run 1: the teacher
+
+        def nas(**updates):
+            return nas_proxy.ex.run(named_configs=["smoke"], config_updates={
+                "progress": False, "source_run_id": "1", "source_store": str(store), **updates})
+
+        whole = nas()  # run 2
+        save_rows = nas_proxy.save_rows
+
+        def save_then_stop(run, rows, folder):
+            save_rows(run, rows, folder)
+            if len(rows) == 2:
+                signal.raise_signal(signal.SIGTERM)
+        with monkeypatch.context() as patch:
+            patch.setattr(nas_proxy, "save_rows", save_then_stop)
+            with pytest.raises(stopping.Interrupted, match="after architecture 1: 2 rows .* resume_from=3"):
+                nas()  # run 3
+        record = next(r for r in FileStore(store).records() if r.run_id == "3")
+        assert record.status == "INTERRUPTED" and progress_of(FileStore(store), record, NAS_PROXY) == 2
+        kept = json.loads((store / "3" / "nas_rows.json").read_text())["rows"]
+        resumed = nas(resume_from="3")  # run 4
+        assert resumed.info["resumed_from"] == {"run": "3", "architectures": 2}
+        assert resumed.info["rows"][:2] == kept  # their seconds included
+
+        def scores(rows):
+            return [{key: value for key, value in row.items() if not key.endswith("seconds")} for row in rows]
+        assert scores(resumed.info["rows"]) == scores(whole.info["rows"])
+        statistics = [{name: value["statistic"] for name, value in run.result["gtn_proxy"].items()}
+                      for run in (resumed, whole)]  # their intervals are NaN with 4 architectures
+        assert statistics[0] == statistics[1]
+        with pytest.raises(ValueError, match="resume_from='4': its 4 rows already cover all 4"):
+            nas(resume_from="4")
+        with pytest.raises(ValueError, match="resume_from='3': .* top_k: 2 -> 1"):
+            nas(resume_from="3", top_k=1)
+        with pytest.raises(ValueError, match="resume_from='1': .*'gtn_mnist'"):
+            nas(resume_from="1")
+    finally:
+        for ex in experiments:
+            ex.observers.remove(observer)
 
 
 @pytest.fixture(scope="module")

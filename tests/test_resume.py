@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import mnist_experiment
+from analysis import results
+from experiments import mnist_experiment, stopping
 from gtn_core import meta
 from gtn_core.checkpoint import load_training_state, save_training_state, training_state_step
 from gtn_core.config import GTNConfig
+from tracking.stores import FileStore
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("mnist_ready")
@@ -54,7 +56,7 @@ def test_an_interrupted_run_resumed_ends_like_the_uninterrupted_run(file_store, 
     whole = _run()
     with monkeypatch.context() as patch:
         _stop_after(patch, 4, signal_number)
-        with pytest.raises(mnist_experiment.TrainingInterrupted, match="after outer step 4"):
+        with pytest.raises(stopping.Interrupted, match="after outer step 4"):
             _run()
     interrupted = "2"
     assert _run_json(file_store, interrupted)["status"] == "INTERRUPTED"
@@ -68,6 +70,10 @@ def test_an_interrupted_run_resumed_ends_like_the_uninterrupted_run(file_store, 
     assert {name: {**first.get(name, {}), **second.get(name, {})} for name in reference} == reference
     for key, value in _teacher_state(file_store, "1").items():
         assert torch.equal(_teacher_state(file_store, "3")[key], value), key
+    runs = results.load_runs(FileStore(file_store)).set_index("run_id", drop=False)
+    chained = results.chain_wall_seconds(FileStore(file_store), runs)
+    assert chained["3"] == pytest.approx(runs.wall_seconds["2"] + runs.wall_seconds["3"])  # the resumed run's cost
+    assert chained["1"] == runs.wall_seconds["1"]
 
 
 def test_checkpoints_follow_checkpoint_every_and_are_listed_once(file_store):

@@ -14,7 +14,7 @@ import torch
 
 from analysis import results, strength
 from conftest import report_on
-from experiments import mnist_experiment, run_tasks, studies
+from experiments import mnist_experiment, run_tasks, stopping, studies
 from experiments.source_teacher import load_source_teacher
 from gtn_core.data import default_data_root, prepare
 
@@ -38,7 +38,7 @@ def test_snapshots_follow_snapshot_every_and_reach_back_through_a_resume(file_st
             signal.raise_signal(signal.SIGTERM)
     with monkeypatch.context() as patch:
         patch.setattr(mnist_experiment, "log_record", stop_after_four)
-        with pytest.raises(mnist_experiment.TrainingInterrupted):
+        with pytest.raises(stopping.Interrupted):
             _run(snapshot_every=2)
     resumed = _run(snapshot_every=2, resume_from="1")
     first = json.loads((file_store / "1" / "run.json").read_text())

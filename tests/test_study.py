@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import mnist_experiment, run_tasks, shuffle_ablation
+from experiments import mnist_experiment, run_tasks, shuffle_ablation, stopping
 from tracking.stores import FileStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_an_interrupted_cell_is_resumed_from_its_checkpoint_not_rerun(tmp_path, 
     attach_observers(mnist_experiment.ex, tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(mnist_experiment, "log_record", log_then_stop)
-        with pytest.raises(mnist_experiment.TrainingInterrupted):
+        with pytest.raises(stopping.Interrupted):
             mnist_experiment.ex.run(named_configs=list(task.named_configs),
                                     config_updates={**task.updates, "progress": False})
     assert run_tasks.main([*args, "--dry-run"]) == 0
@@ -245,7 +245,7 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     attach_observers(mnist_experiment.ex, first, url)
     mnist_experiment.log_record = log_then_stop
     try:
-        with pytest.raises(mnist_experiment.TrainingInterrupted):
+        with pytest.raises(stopping.Interrupted):
             mnist_experiment.ex.run(named_configs=list(task.named_configs),
                                     config_updates={**task.updates, "progress": False})
     finally:

@@ -18,6 +18,8 @@ IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curricul
 # Experiment keys renamed since runs were stored: old name -> new name (the shuffle ablation's `runs_dir` became
 # `source_store` when it could also name a MongoDB).
 RENAMED_KEYS = {"runs_dir": "source_store"}
+# They change how a run looks or where it starts, not what it computes: a run that differs only in them is the same.
+IGNORED_KEYS = ("progress", "data_root", "checkpoint_every", "resume_from", "resume_store")
 
 
 def upgrade_config(stored: dict) -> dict:
