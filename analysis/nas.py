@@ -7,16 +7,19 @@
     nas.correlation_table(store, runs)                     # Spearman / Kendall of each proxy, with 95% intervals
     nas.cost_table(architectures, store, runs)             # seconds per architecture of each score, speed-ups
     nas.search_table(store, runs)                          # the proxy-led search against the best of all
+    nas.group_correlations(architectures, "normalisation")  # Spearman of each proxy within each normalisation
 
 A NAS run names its teacher as the shuffle ablation does (`source_run_id` in `source_store`), resolved by
 `results.source_of`; each row carries the teacher's id and dataset. The correlations are the run's own result
-(computed by `gtn_core.evaluations.ranking` when it ran), never recomputed here.
+(computed by `gtn_core.evaluations.ranking` when it ran), never recomputed here; `group_correlations` computes the
+same statistic within each group of architectures (a breakdown the run does not hold).
 """
 from __future__ import annotations
 
 import pandas as pd
 
 from analysis import results
+from gtn_core.evaluations.ranking import rank_correlation
 from tracking.stores import find_run
 
 NAS_PROXY = "gtn_nas_proxy"
@@ -82,6 +85,21 @@ def correlation_table(store: results.Store, runs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"run_id": run_id, "dataset": dataset, "proxy": "real", "subset": "long", "kind": "spearman",
                          **result["real_vs_long"]})
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+def group_correlations(architectures: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per NAS run, value of the architecture column `by` (normalisation, head, depth) and proxy: Spearman's rho of
+    the proxy against one real epoch within that group, with its bootstrap 95% interval, and the group's median
+    scores."""
+    rows = []
+    for (run_id, group_value), group in architectures.groupby(["run_id", by], sort=True):
+        for proxy in PROXIES:
+            value = rank_correlation(group[proxy].tolist(), group.real.tolist()) if len(group) >= 3 else None
+            rows.append({"run_id": run_id, by: group_value, "proxy": proxy, "architectures": len(group),
+                         "spearman": value.statistic if value else float("nan"),
+                         "low": value.low if value else float("nan"), "high": value.high if value else float("nan"),
+                         "proxy_median": group[proxy].median(), "real_median": group.real.median()})
+    return pd.DataFrame(rows)
 
 
 def cost_table(architectures: pd.DataFrame, store: results.Store, runs: pd.DataFrame) -> pd.DataFrame:

@@ -42,6 +42,15 @@ def cost_markdown(table: pd.DataFrame) -> str:
                      "Spearman vs 1 real epoch"], rows)
 
 
+def group_markdown(table: pd.DataFrame, by: str) -> str:
+    """One row per (NAS run, group, proxy): Spearman within the group with its 95% interval and median scores."""
+    rows = [[r.run_id, str(getattr(r, by)), r.proxy, str(r.architectures),
+             f"{r.spearman:.3f} [{r.low:.3f}, {r.high:.3f}]", f"{r.proxy_median:.3f}", f"{r.real_median:.3f}"]
+            for r in table.itertuples()]
+    return markdown(["NAS run", by, "proxy", "n", "Spearman rho [95% CI]", "median proxy", "median real epoch"],
+                    rows)
+
+
 def search_markdown(table: pd.DataFrame) -> str:
     """One row per NAS run: the proxy-led search against the best of every architecture."""
     rows = [[r.run_id, str(r.top_k), f"{r.chosen} ({r.chosen_accuracy:.4f})", f"{r.best} ({r.best_accuracy:.4f})",
@@ -85,10 +94,12 @@ def main(argv: list[str] | None = None) -> None:
         tables["nas_correlations"] = correlations = nas.correlation_table(store, runs)
         tables["nas_cost"] = cost = nas.cost_table(architectures, store, runs)
         tables["nas_search"] = search = nas.search_table(store, runs)
+        tables["nas_by_normalisation"] = by_norm = nas.group_correlations(architectures, "normalisation")
         tables["nas_architectures"] = architectures
         print("NAS proxy: rank correlations against one real epoch\n\n" + correlation_markdown(correlations))
         print("\nCost per architecture\n\n" + cost_markdown(cost))
         print("\nProxy-led search\n\n" + search_markdown(search))
+        print("\nWithin each learner normalisation\n\n" + group_markdown(by_norm, "normalisation"))
         newest = correlations[(correlations.run_id == correlations.run_id.iloc[-1]) &
                               (correlations.kind == "spearman")]
         for row in newest.itertuples():

@@ -189,6 +189,10 @@ def test_the_nas_tables_read_every_architecture_and_the_runs_own_statistics(nas_
     search = nas.search_table(store, runs).iloc[0]
     assert search.top_k == 2 and search.best_accuracy == architectures.real.max() >= search.chosen_accuracy
     assert search.accuracy_lost == search.best_accuracy - search.chosen_accuracy
+    whole = architectures.assign(head="all")  # one group holding every architecture: the run's own statistic
+    grouped = nas.group_correlations(whole, "head").set_index("proxy")
+    assert grouped.spearman.to_dict() == pytest.approx(spearman.statistic.to_dict())
+    assert grouped.architectures.tolist() == [4, 4] and grouped.real_median.iloc[0] == architectures.real.median()
 
 
 def test_the_report_plots_the_nas_proxies_and_writes_their_tables(nas_study, tmp_path):
