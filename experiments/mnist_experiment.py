@@ -67,7 +67,8 @@ from gtn_core.checkpoint import load_training_state, save_checkpoint, save_train
 from gtn_core.config import GTNConfig, config_to_dict
 from gtn_core.data import default_data_root, load_dataset
 from gtn_core.device import resolve_device
-from gtn_core.distributed import any_rank, broadcast_object, current_world, init_from_environment, rank_device
+from gtn_core.distributed import (any_rank, broadcast_object, current_world, init_from_environment, leave_world,
+                                  rank_device)
 from gtn_core.meta import MetaTrainer, StepRecord, is_evaluation_step, to_real_data
 from gtn_core.seeds import EVALUATION, seeded_generator
 from gtn_core.teachers import Teacher, build_teacher
@@ -293,4 +294,7 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
 if __name__ == "__main__":
     if init_from_environment().is_main:  # under torchrun: join the ranks; only rank 0 records the run
         attach_observers(ex)
-    ex.run_commandline()
+    try:
+        ex.run_commandline()
+    finally:
+        leave_world()

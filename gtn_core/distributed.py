@@ -83,6 +83,13 @@ def init_from_environment(timeout_s: float | None = None) -> World:
     return current_world()
 
 
+def leave_world() -> None:
+    """Leave the process group this process joined, if any: its communication threads stop before the interpreter
+    exits (left to exit, gloo can abort the process with "terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def rank_device(device: torch.device, world: World) -> torch.device:
     """The device of this rank: with CUDA and several ranks, the GPU of its LOCAL_RANK; else `device` itself."""
     if device.type != "cuda" or world.size == 1 or device.index is not None:

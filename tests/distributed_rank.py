@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import tiny_config  # noqa: E402
-from gtn_core.distributed import current_world, init_from_environment  # noqa: E402
+from gtn_core.distributed import current_world, init_from_environment, leave_world  # noqa: E402
 from gtn_core.meta import MetaTrainer, RealData  # noqa: E402
 from gtn_core.teachers import GTN  # noqa: E402
 
@@ -48,9 +48,12 @@ def main(argv: list[str]) -> None:
     torch.set_default_dtype(torch.float64)
     world = init_from_environment()  # $GTN_DIST_TIMEOUT_S
     out = Path(out)
-    result = train_tiny(int(meta_batch), int(outer_steps), out / f"rank{world.rank}.started",
-                        checkpoint=bool(rest and rest[0] == "1"))
-    torch.save(result, out / f"rank{world.rank}.pt")
+    try:
+        result = train_tiny(int(meta_batch), int(outer_steps), out / f"rank{world.rank}.started",
+                            checkpoint=bool(rest and rest[0] == "1"))
+        torch.save(result, out / f"rank{world.rank}.pt")
+    finally:
+        leave_world()
 
 
 if __name__ == "__main__":
