@@ -96,8 +96,8 @@ def group_correlations(architectures: pd.DataFrame, by: str) -> pd.DataFrame:
         for proxy in PROXIES:
             value = rank_correlation(group[proxy].tolist(), group.real.tolist()) if len(group) >= 3 else None
             rows.append({"run_id": run_id, by: group_value, "proxy": proxy, "architectures": len(group),
-                         "spearman": value.statistic if value else float("nan"),
-                         "low": value.low if value else float("nan"), "high": value.high if value else float("nan"),
+                         **{key: getattr(value, name, float("nan")) for key, name in
+                            (("spearman", "statistic"), ("low", "low"), ("high", "high"))},
                          "proxy_median": group[proxy].median(), "real_median": group.real.median()})
     return pd.DataFrame(rows)
 

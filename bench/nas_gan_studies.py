@@ -7,9 +7,9 @@
 
 Reads the store through `analysis.results` and `analysis.nas`; prints the NAS proxy's rank correlations with their
 bootstrap intervals, the seconds per architecture of each score and the proxy-led search, then the GAN study's
-table (final test accuracy mean +- sd over seeds per teacher) and every study's minutes (start to stop of its runs:
-with the runs each resumed from; other work on the same cores inflates them; target for the NAS study: 1.5 hours on 2 cores). Writes the tables as
-CSVs and the headline figures to bench/results.json.
+table (final test accuracy mean +- sd over seeds per teacher) and every study's minutes (start to stop of its runs,
+with the runs each resumed from; other work on the same cores inflates them; target for the NAS study: 1.5 hours on
+2 cores). Writes the tables as CSVs and the headline figures to bench/results.json.
 """
 from __future__ import annotations
 

@@ -133,11 +133,13 @@ def resumed_rows(run, config: dict, run_id, resume_store) -> list[dict]:
     is no NAS proxy run of this config or left no rows."""
     with contextlib.closing(open_location(resume_store or file_store_of(run))) as store:
         source = find_run(store, run_id)
-        differences = config_differences(source.config, config, IGNORED_KEYS)
-        if source.name != ex.path or differences:
+        if source.name != ex.path:
             raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of the {store.label} is a {source.name!r} "
-                             f"run that differs: {'; '.join(differences) or 'another experiment'}; expected a "
-                             f"{ex.path!r} run of this config")
+                             f"run; expected a {ex.path!r} run of this config")
+        differences = config_differences(source.config, config, IGNORED_KEYS)
+        if differences:
+            raise ValueError(f"resume_from={run_id!r}: run {source.run_id} of the {store.label} differs from this "
+                             f"config: {'; '.join(differences)}")
         try:
             with store.local_artifact(source.run_id, ROWS) as path:
                 return read_rows(path)
