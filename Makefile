@@ -78,10 +78,11 @@ REPORT_ARGS ?=
 report: setup
 	$(PY) analysis/make_report.py $(REPORT_ARGS)
 
-# The README's headline figures (docs/figures/) from the study stores under bench/out/ that exist, in this order
-# (the first store that makes a figure gives it).
-FIGURE_STORES ?= $(wildcard bench/out/goodai bench/out/paper_studies bench/out/willis bench/out/nas_gan bench/out/strength)
+# The README's headline figures (docs/figures/) from the study stores that exist, in this order (the first store
+# that makes a figure gives it): those kept in git (bench/stores/: records, metrics and pictures, no .pt files),
+# then those of this machine (bench/out/).
+FIGURE_STORES ?= $(wildcard bench/stores/goodai bench/out/goodai bench/out/paper_studies bench/out/willis bench/out/nas_gan bench/stores/strength bench/out/strength)
 .PHONY: figures
 figures: setup
-	@if [ -z "$(FIGURE_STORES)" ]; then echo "no study store under bench/out/ (goodai, paper_studies, willis, nas_gan, strength): run the studies or set FIGURE_STORES"; exit 1; fi
+	@if [ -z "$(FIGURE_STORES)" ]; then echo "no study store under bench/stores/ or bench/out/ (goodai, paper_studies, willis, nas_gan, strength): run the studies or set FIGURE_STORES"; exit 1; fi
 	$(PY) analysis/publish_figures.py $(FIGURE_STORES)

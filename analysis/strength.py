@@ -9,8 +9,9 @@ per configuration lever, as tidy pandas DataFrames.
     drops = strength.drop_over_training(teachers, ablation)      # per (teacher, snapshot step)
     strength.drop_table(teachers, ablation)                      # per (dataset, arm, step): over seeds, Wilcoxon
 
-A teacher's arm is named by its levers (`ARMS`: lr_schedule, inner_schedule, noise_distribution, from the study's
-definition), so runs trained outside the study with the same values read as the same arm.
+A teacher's arm is named by its levers (`ARMS`: the values of every key an arm of the study sets, lr_schedule,
+inner_schedule, noise_distribution, inner_lr_init, teacher_lr), so runs trained outside the study with the same values
+read as the same arm.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from experiments.studies import STRENGTH_LEVERS
 from gtn_core.config import GTNConfig, config_to_dict
 from tracking.stored_config import upgrade_config
 
-LEVERS = ("lr_schedule", "inner_schedule", "noise_distribution")
+LEVERS = tuple(dict.fromkeys(lever for levers in STRENGTH_LEVERS.values() for lever in levers))
 _DEFAULTS = config_to_dict(GTNConfig())
 # The study's arms by their lever values (experiments.studies.STRENGTH_LEVERS over the core's defaults).
 ARMS = {tuple({**_DEFAULTS, **levers}[lever] for lever in LEVERS): arm for arm, levers in STRENGTH_LEVERS.items()}
@@ -32,7 +33,7 @@ KEYS = ["dataset", "experiment", "arm"]
 def arm_of(config: dict) -> str:
     """The strength-study arm of a training config (its lever values joined by '/' outside `ARMS`)."""
     values = tuple(upgrade_config(config)[lever] for lever in LEVERS)
-    return ARMS.get(values, "/".join(values))
+    return ARMS.get(values, "/".join(map(str, values)))
 
 
 def strength_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -90,3 +91,25 @@ def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
         learned_mean=("learned_accuracy", "mean"), learned_sd=("learned_accuracy", "std")).reset_index()
     pooled = paired.ablation_tests(learners, by)
     return _in_arm_order(stats.merge(pooled, on=by, how="left"), [*KEYS, "source_step"])
+
+
+def goodai_reference(experiment: str) -> tuple[float, float]:
+    """GoodAI's published (final accuracy, shuffle drop) of their `learned` teacher at `experiment`'s shape; the
+    drop is approximate: their final accuracy minus their shuffled median (`results.REFERENCE`)."""
+    row = results.REFERENCE[(results.REFERENCE.experiment == experiment) & (results.REFERENCE.variant == "learned")]
+    if row.empty:
+        raise ValueError(f"experiment={experiment!r}: GoodAI published A, B and C only")
+    accuracy, shuffled = row.iloc[0][["reference_accuracy", "reference_shuffled_median"]]
+    return float(accuracy), float(accuracy - shuffled)
+
+
+def closest_to_goodai(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, experiment): the arm whose drop at its last snapshot (a `drop_table`) is closest to GoodAI's,
+    with GoodAI's drop and accuracy beside it."""
+    by = ["dataset", "experiment", "arm"]
+    final = table[table.source_step == table.groupby(by).source_step.transform("max")]
+    reference = final.experiment.map(lambda e: goodai_reference(e))
+    final = final.assign(goodai_accuracy=[r[0] for r in reference], goodai_drop=[r[1] for r in reference])
+    final = final.assign(distance=(final.drop_mean - final.goodai_drop).abs())
+    closest = final.loc[final.groupby(["dataset", "experiment"]).distance.idxmin()]
+    return closest.drop(columns="distance").reset_index(drop=True)

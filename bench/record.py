@@ -12,10 +12,11 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 BENCH = RESULTS.parent
 
 
-def study_arguments(doc: str, store: str, argv: list[str] | None) -> argparse.Namespace:
-    """The command line of a study's table script: --runs-dir (default bench/out/<store>) and --csv-dir (bench/)."""
+def study_arguments(doc: str, store: str, argv: list[str] | None, committed: bool = False) -> argparse.Namespace:
+    """The command line of a study's table script: --runs-dir (default bench/out/<store>, or with `committed` the
+    store kept in git, bench/stores/<store>) and --csv-dir (bench/)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, default=BENCH / "out" / store)
+    parser.add_argument("--runs-dir", type=Path, default=BENCH / ("stores" if committed else "out") / store)
     parser.add_argument("--csv-dir", type=Path, default=BENCH)
     return parser.parse_args(argv)
 

@@ -1,14 +1,14 @@
 """Tables of the strength study (issue 18): the shuffle drop of teacher snapshots per configuration lever.
 
-    python experiments/run_tasks.py --study strength --seeds 3 --runs-dir bench/out/strength
-    python bench/strength_study.py                       # the tables of that store, as Markdown
+    python experiments/run_tasks.py --study strength --seeds 3 --runs-dir bench/stores/strength
+    python bench/strength_study.py                       # the tables of that store (kept in git), as Markdown
     python bench/strength_study.py --runs-dir DIR --csv-dir bench
 
 Reads the store through `analysis.results` and `analysis.strength`; prints one table per hypothesis (each arm
 against today's defaults, `cosine`): at every snapshot the drop (learned - shuffled mean accuracy) mean +- sd over
 seeds, the learned-order accuracy, the Wilcoxon signed-rank p-value over every seed's paired learners and the
 effect size r; then the arm with the largest final drop, against the target (a drop of at least 10 points with
-p < 0.01 over 3 seeds). Writes bench/strength.csv and the headline figures to bench/results.json.
+p < 0.01 over 3 seeds), and the arm closest to GoodAI's drop. Writes bench/strength.csv and the headline figures to bench/results.json.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from analysis import results, strength
 HYPOTHESES = {"1. meta-training length and outer-lr schedule": ("cosine", "constant"),
               "2. one learned inner lr/momentum for all steps": ("cosine", "shared"),
               "3. teacher inputs U(0, 1)": ("cosine", "uniform01"),
+              "4a. GoodAI's KL inner loss (cross-entropy / 10: a 10x smaller initial inner lr)": ("cosine", "kl_loss"),
+              "4b. GoodAI's outer lr for the generator's weights (0.01; ours 0.001)": ("cosine", "generator_lr"),
               "GoodAI's three choices together": ("cosine", "goodai")}
 TARGET_DROP, TARGET_P = 0.10, 0.01
 
@@ -38,7 +40,7 @@ def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the tables, write the CSV and the results.json entries."""
-    args = study_arguments(__doc__, "strength", argv)
+    args = study_arguments(__doc__, "strength", argv, committed=True)
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
     teachers = strength.strength_runs(runs)
@@ -55,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step}, "
           f"p {best.wilcoxon_p:.2g}, {best.seeds} seeds: target (>= {TARGET_DROP}, p < {TARGET_P}, 3 seeds) "
           + ("met" if met else "not met"))
+    for r in strength.closest_to_goodai(table).itertuples():
+        print(f"closest to GoodAI's drop ({r.goodai_drop:.3f} at accuracy {r.goodai_accuracy:.3f}, {r.dataset} "
+              f"{r.experiment}): {r.arm}, drop {plus_minus(r.drop_mean, r.drop_sd)} at learned-order accuracy "
+              f"{plus_minus(r.learned_mean, r.learned_sd)} (step {r.source_step}, {r.seeds} seed(s))")
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
     command = command_line("bench/strength_study.py", argv)
     merge_results([entry(f"strength_{r.dataset}_{r.arm}_final_drop", round(float(r.drop_mean), 4), "accuracy",

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -147,20 +147,25 @@ class StudyStop:
             signal.signal(number, handler)
 
 
-def run_all(tasks: list[Task], args: argparse.Namespace, runs_dir: Path) -> Iterator[Outcome]:
+def run_all(tasks: deque[Task] | list[Task], args: argparse.Namespace, runs_dir: Path) -> Iterator[Outcome]:
     """Run tasks in this process, a process pool or Ray (each training task on `args.ranks` torchrun ranks),
-    yielding outcomes as they finish. The cores are divided among the cells that run at once: `args.workers`, or
-    fewer when the phase has fewer tasks (the GAN study's single GAN cell gets every core)."""
+    yielding outcomes as they finish. A deque of tasks may grow while they run: the caller can add tasks between
+    outcomes (a finished teacher's evaluations, at the front) and they start as workers free up. Each cell gets
+    the cores divided among the cells that will run beside it: `args.workers`, or fewer when fewer are left (the GAN
+    study's single GAN cell gets every core)."""
+    queue = tasks if isinstance(tasks, deque) else deque(tasks)
     cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, min(args.workers, len(tasks))))
     common = (str(runs_dir), args.mongo)
     ranks = getattr(args, "ranks", 1)
+
+    def threads(running: int) -> int:  # for the task just taken from the queue
+        return max(1, cores // max(1, min(args.workers, running + 1 + len(queue))))
     if args.ray:
-        yield from _run_on_ray(tasks, args, common)
+        yield from _run_on_ray(queue, args, common)
     elif args.workers == 1:
         with StudyStop() as stop:
-            for task in tasks:
-                outcome = execute(task, *common, threads, sys.stderr.isatty(), ranks)
+            while queue:
+                outcome = execute(queue.popleft(), *common, cores, sys.stderr.isatty(), ranks)
                 yield outcome
                 # In this process the run's own handler takes the signal; either way no further cell starts.
                 if stop.received is not None or outcome.status == "INTERRUPTED":
@@ -168,22 +173,22 @@ def run_all(tasks: list[Task], args: argparse.Namespace, runs_dir: Path) -> Iter
     else:
         # At most one cell per worker is submitted at a time: the executor queues submitted cells where cancel()
         # no longer reaches them, so after a stop signal they would still start.
-        queue = iter(tasks)
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
-            running = {pool.submit(execute, task, *common, threads, False, ranks)
-                       for task in islice(queue, args.workers)}
+            running = set()
+            while queue and len(running) < args.workers:
+                running.add(pool.submit(execute, queue.popleft(), *common, threads(len(running)), False, ranks))
             stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
             while running:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     yield future.result()
-                    task = next(queue, None) if stop.received is None else None
-                    if task is not None:  # cells not started after a stop stay to do for the next invocation
-                        running.add(pool.submit(execute, task, *common, threads, False, ranks))
-                        stop.workers = list(pool._processes)
+                # cells not started after a stop stay to do for the next invocation
+                while stop.received is None and queue and len(running) < args.workers:
+                    running.add(pool.submit(execute, queue.popleft(), *common, threads(len(running)), False, ranks))
+                stop.workers = list(pool._processes)
 
 
-def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:
+def _run_on_ray(queue: deque[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:
     try:
         import ray
     except ImportError as error:
@@ -191,7 +196,9 @@ def _run_on_ray(tasks: list[Task], args: argparse.Namespace, common: tuple) -> I
     ray.init(address=None if args.ray == "local" else args.ray, ignore_reinit_error=True, log_to_driver=False)
     threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, args.workers))
     remote = ray.remote(num_cpus=threads)(execute)
-    pending = [remote.remote(task, *common, threads, False, getattr(args, "ranks", 1)) for task in tasks]
-    while pending:
+    pending = []
+    while queue or pending:
+        while queue:  # Ray schedules them by the cores they ask for
+            pending.append(remote.remote(queue.popleft(), *common, threads, False, getattr(args, "ranks", 1)))
         done, pending = ray.wait(pending, num_returns=1)
         yield ray.get(done[0])

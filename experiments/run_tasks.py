@@ -30,7 +30,9 @@ picks arms):
   of every preset once);
 - strength: at C's shape for 2,000 outer steps with a teacher snapshot every 200, the shuffle ablation of every
   snapshot, for today's defaults (cosine) and one of GoodAI's choices per arm: constant lr (constant), one learned
-  lr/momentum for all steps (shared), U(0, 1) inputs (uniform01), and all three (goodai).
+  lr/momentum for all steps (shared), U(0, 1) inputs (uniform01), their KL-divergence inner loss (kl_loss: a 10x
+  smaller initial inner lr), their outer lr 0.01 for the generator's weights (generator_lr), and the first three
+  together (goodai).
 Runs are recorded in the file store (`runs/`, $GTN_RUNS_DIR or --runs-dir) and, with --mongo URL, in MongoDB too.
 Resume: a cell whose run is already COMPLETED in the store with the same config is skipped (the GTN cell of
 the baselines study is the curricula study's `full` cell), so stopping a study (Ctrl-C) and starting it again only
@@ -49,6 +51,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import deque
 from pathlib import Path
 
 from tqdm import tqdm
@@ -57,7 +60,8 @@ from experiments.launch import Outcome, run_all
 from experiments.observers import check_writable
 from experiments.studies import EXPERIMENTS, PROFILES, STUDIES, evaluation_tasks, training_tasks
 from experiments.study_plan import (GAN, TRAINING, RunRecord, Task, completed_evaluation, completed_run,
-                                    dry_run_line, expected_config, plan, teacher_reference)
+                                    dry_run_line, expected_config, plan, teacher_missing,
+                                    teacher_reference)
 from gtn_core.config import VARIANTS
 from tracking.settings import default_runs_dir, redact
 from tracking.stores import FileStore, MongoStore, Store, StoreError
@@ -154,6 +158,13 @@ class GridProgress:
         self.bar.update(1)
         self._show()
 
+    def grow(self, tasks: int) -> None:
+        """Count `tasks` more to run (a finished teacher's evaluations)."""
+        self.bar.total += tasks
+        self.left += tasks
+        self.bar.refresh()
+        self._show()
+
     def _show(self) -> None:
         self.bar.set_postfix(running=min(self.running, self.left), failed=self.failed)
 
@@ -197,12 +208,15 @@ def describe_result(outcome: Outcome) -> str:
 
 
 def print_summary(outcomes: list[Outcome]) -> None:
-    """The final table: cell, status, result, wall time."""
+    """The final table: cell, status, result, wall time; then the whole error of each cell that did not complete."""
     print(f"\n{'cell':<34}{'status':<11}{'run':>5}  {'wall_s':>7}  result")
     for outcome in outcomes:
         wall = "earlier" if outcome.reused else f"{outcome.seconds:.0f}"
         print(f"{outcome.task.label:<34}{outcome.status:<11}{outcome.run_id or '-':>5}  {wall:>7}  "
               f"{describe_result(outcome)}")
+    for outcome in outcomes:
+        if outcome.status != "COMPLETED" and outcome.error:
+            print(f"{outcome.task.label}: {outcome.error}")
 
 
 def reused(task: Task, run: RunRecord) -> Outcome:
@@ -211,7 +225,8 @@ def reused(task: Task, run: RunRecord) -> Outcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the grid, then the ablations; print a summary; exit 1 when any run failed."""
+    """Run the grid, each finished teacher's evaluations as soon as it completes; print a summary; exit 1 when any
+    run failed or a stop signal left cells to run."""
     args = build_parser().parse_args(argv)
     if not args.dry_run:
         check_writable(runs_dir_of(args))  # before any cell starts
@@ -233,18 +248,45 @@ def main(argv: list[str] | None = None) -> int:
         for task in grid:
             print(f"  {task.label:<26} " + dry_run_line(task, study, runs))
         return 0
-    trained = run_phase(todo, args, "training")
-    outcomes = [reused(task, run) for task, run in done] + trained
-    stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes)
-    if not args.no_ablation and not stopped:
-        outcomes += evaluation_phase(grid, args, store)
+    earlier, waiting = ([], []) if args.no_ablation else teacher_evaluations([task for task, _ in done], args, store)
+    if earlier or waiting:
+        print(f"evaluations of teachers finished earlier: {len(earlier) + len(waiting)} runs ({len(earlier)} already "
+              f"done, {len(waiting)} to run)")
+    ran = run_study(waiting, todo, args, store)
+    cells = {task.label for task in todo}
+    trained = [outcome for outcome in ran if outcome.task.label in cells]
+    outcomes = [reused(task, run) for task, run in [*done, *earlier]] + ran
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")
     print_summary(outcomes)
-    if stopped or len(trained) < len(todo):
+    stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes) or len(trained) < len(todo)
+    if stopped:
         print(f"stopped by a signal: {len(todo) - len(trained)} cell(s) not started; run the same command again to "
               "resume the interrupted cells from their checkpoints and run the rest")
-    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and len(trained) == len(todo) else 1
+    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and not stopped else 1
+
+
+def run_study(evaluations: list[Task], todo: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
+    """Run the evaluations of teachers finished earlier, then the training cells of `todo`; as each teacher
+    completes, its own evaluations (shuffle ablations, transfer, robustness) go to the front of the queue, so a
+    stopped study leaves whole teachers evaluated rather than every teacher trained and none evaluated. An
+    evaluation whose teacher file is missing (`teacher_missing`) is reported FAILED without running."""
+    outcomes, cells = [], {task.label for task in todo}
+    queue = deque(on_hand(evaluations, outcomes) + todo)
+    if not queue:
+        return outcomes
+    progress = GridProgress(len(queue), 1 if args.workers == 1 and not args.ray else args.workers, "cells")
+    try:
+        for outcome in run_all(queue, args, runs_dir_of(args)):
+            progress.update(outcome)
+            outcomes.append(outcome)
+            if outcome.task.label in cells and outcome.status == "COMPLETED" and not args.no_ablation:
+                new = on_hand(teacher_evaluations([outcome.task], args, store)[1], outcomes)
+                queue.extendleft(reversed(new))
+                progress.grow(len(new))
+    finally:
+        progress.close()
+    return outcomes
 
 
 def gan_phase(args: argparse.Namespace, store: Store, runs: list[RunRecord]) -> dict | None:
@@ -266,25 +308,35 @@ def gan_phase(args: argparse.Namespace, store: Store, runs: list[RunRecord]) -> 
     return {"gan_run_id": run_id, **({"gan_store": store.location} if isinstance(store, MongoStore) else {})}
 
 
-def evaluation_phase(grid: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
-    """The evaluations (shuffle ablation, transfer, robustness) of every teacher of the grid that is COMPLETED in
-    `store` and lacks them there (its teacher.pt read from the store they name: this study's file store if it holds
-    the teacher, else `store`, GridFS in MongoDB)."""
+def on_hand(evaluations: list[Task], outcomes: list[Outcome]) -> list[Task]:
+    """The evaluations whose teacher file is on hand; each other one goes to `outcomes` as FAILED, not run."""
+    runnable = []
+    for task in evaluations:
+        missing = teacher_missing(task)
+        if missing is None:
+            runnable.append(task)
+        else:
+            outcomes.append(Outcome(task, "FAILED", error=missing))
+    return runnable
+
+
+def teacher_evaluations(tasks: list[Task], args: argparse.Namespace, store: Store
+                        ) -> tuple[list[tuple[Task, RunRecord]], list[Task]]:
+    """The evaluations (shuffle ablation, transfer, robustness) of the teachers of the training `tasks` that are
+    COMPLETED in `store`: (those already done there, with their runs; those to run). Each names its teacher's
+    teacher.pt in this study's file store if it holds the teacher, else in `store` (GridFS in MongoDB)."""
     runs = store.records(missing_ok=True)
     local = FileStore(runs_dir_of(args))
     local_runs = local.records(missing_ok=True) if isinstance(store, MongoStore) else []
-    teachers = [(task, completed_run(task, runs)) for task in grid if task.module == TRAINING]
     done, todo = [], []
-    for task, teacher in teachers:
+    for task in tasks:
+        teacher = completed_run(task, runs)
         if teacher is None:
             continue
         for evaluation in evaluation_tasks(task, teacher_reference(teacher, store, local, local_runs), args):
             existing = completed_evaluation(evaluation, teacher, runs, store)
             done.append((evaluation, existing)) if existing is not None else todo.append(evaluation)
-    if done or todo:
-        print(f"evaluations: {len(done) + len(todo)} runs of finished teachers ({len(done)} already done, "
-              f"{len(todo)} to run)")
-    return [reused(task, run) for task, run in done] + run_phase(todo, args, "evaluations")
+    return done, todo
 
 
 if __name__ == "__main__":

@@ -17,9 +17,13 @@ from gtn_core.config import NORMALISATIONS
 EXPERIMENTS = {"a": "experiment_a", "b": "experiment_b", "c": "experiment_c", "paper": "paper"}
 PROFILES = ("full", "smoke")
 # The strength study's arms (the curriculum finding at full strength): today's defaults (cosine decay, one learned
-# lr/momentum per inner step, N(0, 1) inputs), one of GoodAI's choices per arm, and GoodAI's three together.
+# lr/momentum per inner step, N(0, 1) inputs), one of GoodAI's choices per arm, and GoodAI's first three together.
+# kl_loss: GoodAI's inner loss, KL divergence to one-hot targets averaged over the B x 10 entries, is cross-entropy
+# / 10, i.e. a 10x smaller inner lr; with the lr learned in log space that is exactly a 10x smaller initial lr
+# (tests/test_unroll.py). generator_lr: GoodAI's one Adam lr, 0.01, also for the generator's weights (ours 1e-3).
 STRENGTH_LEVERS = {"cosine": {}, "constant": {"lr_schedule": "constant"}, "shared": {"inner_schedule": "shared"},
                    "uniform01": {"noise_distribution": "uniform01"},
+                   "kl_loss": {"inner_lr_init": 0.002}, "generator_lr": {"teacher_lr": 0.01},
                    "goodai": {"lr_schedule": "constant", "inner_schedule": "shared",
                               "noise_distribution": "uniform01"}}
 # Each study's arms: (label, experiment module, config updates); goodai's arms are the --variants.

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from experiments.nas_proxy import rows_done
 from gtn_core.checkpoint import training_state_step
+from experiments.source_teacher import snapshot_artifact
+from tracking.settings import is_mongo_url
 from tracking.stored_config import IGNORED_KEYS, config_differences, same_config, upgrade_config
-from tracking.stores import FileStore, MongoStore, RunRecord, Store, referenced_run
+from tracking.stores import FileStore, MongoStore, RunRecord, Store, find_run, referenced_run
 
 TRAINING, ABLATION = "experiments.mnist_experiment", "experiments.shuffle_ablation"
 TUNED_SGD, TRANSFER, ROBUSTNESS = "experiments.tuned_sgd", "experiments.transfer", "experiments.robustness"
@@ -184,4 +186,23 @@ def completed_evaluation(task: Task, teacher: RunRecord, runs: list[RunRecord], 
                                teacher.name, before=run.start_time)
         if named is not None and named.run_id == teacher.run_id:
             return run
+    return None
+
+
+def teacher_missing(evaluation: Task) -> str | None:
+    """Why the teacher file an evaluation reads is not on disk, or None when it is (or lies in GridFS): a file store
+    copied or committed without its .pt artifacts still lists the teacher, whose evaluations cannot run."""
+    location, run_id = evaluation.updates.get("source_store"), evaluation.updates.get("source_run_id")
+    if location is None or run_id is None or is_mongo_url(str(location)):
+        return None
+    store = FileStore(location)
+    step = evaluation.updates.get("source_step")
+    try:
+        source = find_run(store, run_id)
+        holder, name = (source, "teacher.pt") if step is None else snapshot_artifact(store, source, step)
+    except ValueError as error:
+        return str(error)
+    if store.artifact_path(holder.run_id, name) is None:
+        return (f"run {holder.run_id} of the {store.label} has no file {name} (a store kept without its .pt "
+                "artifacts): run its cell again to evaluate it")
     return None

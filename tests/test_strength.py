@@ -62,11 +62,12 @@ def test_the_strength_grid_snapshots_every_cell_and_ablates_every_snapshot():
     args = run_tasks.build_parser().parse_args(["--study", "strength", "--seeds", "3"])
     args.gan_source = {}
     grid = studies.training_tasks(args)
-    assert [task.label for task in grid[:5]] == [f"c {arm} s0" for arm in strength.ARM_ORDER]
+    arms = len(strength.ARM_ORDER)
+    assert [task.label for task in grid[:arms]] == [f"c {arm} s0" for arm in strength.ARM_ORDER]
     assert {task.updates["outer_steps"] for task in grid} == {2000}
     assert {task.updates["snapshot_every"] for task in grid} == {200}
     levers = {task.label.split()[1]: tuple(run_tasks.expected_config(task)[key] for key in strength.LEVERS)
-              for task in grid[:5]}
+              for task in grid[:arms]}
     assert {strength.ARMS[values] for values in levers.values()} == set(levers)  # every arm reads back as itself
     ablations = studies.evaluation_tasks(grid[0], {"source_run_id": "7"}, args)
     assert [task.updates["source_step"] for task in ablations] == list(range(200, 2001, 200))
@@ -109,6 +110,19 @@ def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
     table = strength.drop_table(teachers, ablation)
     assert table.seeds.tolist() == [1] * 4 and table.drop_mean.tolist() == pytest.approx(drops["drop"].tolist())
     assert table.wilcoxon_p.dropna().between(0, 1).all() and table.pairs.tolist() == [3] * 4
+
+
+def test_goodai_reference_and_the_arm_closest_to_it(strength_study):
+    assert strength.goodai_reference("C") == pytest.approx((0.952, 0.952 - 0.58))
+    with pytest.raises(ValueError, match="experiment='paper': GoodAI published A, B and C only"):
+        strength.goodai_reference("paper")
+    table = strength.drop_table(strength.strength_runs(strength_study.runs),
+                                results.load_ablation(strength_study.store, strength_study.runs, snapshots=True))
+    closest = strength.closest_to_goodai(table)
+    assert len(closest) == 1 and closest.goodai_drop.iloc[0] == pytest.approx(0.372)
+    final = table[table.source_step == table.source_step.max()]
+    distance = (final.drop_mean - 0.372).abs()
+    assert closest.arm.iloc[0] == final.arm[distance.idxmin()]
 
 
 def test_the_report_charts_the_drop_over_training(strength_study, tmp_path):

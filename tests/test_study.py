@@ -63,6 +63,23 @@ def test_grid_runs_once_resumes_and_reruns_exactly_a_deleted_cell(tmp_path):
         [("gtn_mnist", "random"), ("gtn_shuffle_ablation", None)]
 
 
+def test_each_teacher_is_evaluated_as_it_completes_and_a_missing_teacher_file_is_reported(tmp_path, clean_observers,
+                                                                                            capsys):
+    args = [*GRID, "--workers", "1", "--runs-dir", str(tmp_path)]
+    assert run_tasks.main(args) == 0
+    assert [run.name for run in read_runs(tmp_path)] == ["gtn_mnist", "gtn_shuffle_ablation"] * 2
+    capsys.readouterr()
+
+    (learned, learned_ablation, random_run, random_ablation) = read_runs(tmp_path)
+    shutil.rmtree(tmp_path / random_ablation.run_id)
+    (tmp_path / random_run.run_id / "teacher.pt").unlink()  # a store kept without its .pt files
+    assert run_tasks.main(args) == 1
+    out = capsys.readouterr().out
+    assert "evaluations of teachers finished earlier: 2 runs (1 already done, 1 to run)" in out
+    assert f"run {random_run.run_id} of the file store {tmp_path} has no file teacher.pt" in out
+    assert len(read_runs(tmp_path)) == 3  # nothing ran, nothing was recorded
+
+
 def test_dry_run_shows_the_plan_and_runs_nothing(tmp_path):
     result = _runner("--only", "a,b", "--seeds", "2", "--dry-run", store=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -260,7 +277,8 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     assert "to run" in lines["random_fixed"]
     study = _runner(*whole, store=second)
     assert study.returncode == 0, study.stdout + study.stderr
-    assert "1 already done, 2 to run" in study.stdout and "3 runs of finished teachers (0 already done, 3 to run)" in study.stdout
+    assert "1 already done, 2 to run" in study.stdout
+    assert "evaluations of teachers finished earlier: 1 runs (0 already done, 1 to run)" in study.stdout
 
     mongo = MongoStore(url)
     records = {record.run_id: record for record in mongo.records()}
@@ -273,7 +291,9 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     ablations = [r for r in records.values() if r.name == "gtn_shuffle_ablation"]
     references = sorted((r.config["source_run_id"], r.config["source_store"]) for r in ablations)
     # the learned teacher is only in MongoDB (GridFS); the two trained here are named in this machine's file store
-    assert references == [("1", str(second)), ("1", url), ("2", str(second))]
+    # the learned teacher's ablation ran first (file-store run 1); then each teacher trained here, ablated as it
+    # completed: random (run 2, ablation 3), random_fixed (run 4, ablation 5)
+    assert references == [("1", url), ("2", str(second)), ("4", str(second))]
     local = [r.config["variant"] for r in read_runs(second) if r.name == "gtn_mnist"]
     assert local == ["random", "random_fixed"]  # the learned teacher was ablated from GridFS: no copy of it here
     curve = results.load_metrics(mongo, [resumed.run_id], names=["meta_loss"])

@@ -176,3 +176,24 @@ def test_learner_pooling_is_max_pool2d_with_and_without_autograd(shape):
     (MaxPool2x2()(ours) * weights).sum().backward()
     (F.max_pool2d(reference, 2) * weights).sum().backward()
     assert torch.equal(ours.grad, reference.grad)  # ties: the whole gradient to one element, as max_pool2d
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_goodai_kl_loss_is_cross_entropy_at_a_tenth_of_the_lr(backend, float64):
+    """GoodAI's inner loss, F.kl_div(log-probabilities, one-hot targets) with torch's default element-mean over the
+    B x classes entries, is cross-entropy / classes: their SGD at lr x moves a learner exactly as ours at x / classes
+    (so in log space, where Adam's steps do not depend on a constant factor, their loss is inner_lr_init / 10)."""
+    learner, images, labels, lrs, momenta = _problem()
+    classes = tiny_config().learner.num_classes
+    reference = _with_torch_batch_norm(learner).train()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=1.0, momentum=0.5)
+    for step in range(len(lrs)):
+        optimizer.param_groups[0].update(lr=lrs[step].item(), momentum=momenta[step].item())
+        optimizer.zero_grad()
+        targets = F.one_hot(labels[step], classes).to(images.dtype)
+        F.kl_div(F.log_softmax(reference(images[step]), dim=1), targets).backward()
+        optimizer.step()
+    state = unroll(learner, initial_state(learner), images, labels, lrs / classes, momenta, create_graph=False,
+                   backend=backend)
+    for name, param in reference.named_parameters():
+        torch.testing.assert_close(state.params[name], param.detach(), rtol=1e-10, atol=1e-12)
