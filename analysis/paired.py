@@ -39,3 +39,27 @@ def ablation_tests(ablation: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
                      **paired_test(pairs.learned, pairs.shuffled)})
     return pd.DataFrame(rows, columns=[*by, "pairs", "median_drop", "wilcoxon_p", "effect_size_r"])
+
+
+def order_drops(learners: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of `by` (one teacher each: its ablation learners, rows of `results.load_ablation`): the mean
+    accuracy in the learned and the shuffled order, the drop (learned - shuffled means) and `ablation_tests`."""
+    if learners.empty:
+        return pd.DataFrame(columns=[*by, "learned_accuracy", "shuffled_accuracy", "drop", "pairs", "median_drop",
+                                     "wilcoxon_p", "effect_size_r"])
+    means = learners.pivot_table(index=by, columns="order", values="accuracy", aggfunc="mean") \
+        .rename(columns=lambda order: f"{order}_accuracy").reset_index()
+    means["drop"] = means.learned_accuracy - means.shuffled_accuracy
+    return means.merge(ablation_tests(learners, by), on=by, how="left")
+
+
+def drop_summary(learners: pd.DataFrame, by: list[str], teacher: list[str]) -> pd.DataFrame:
+    """Per group of `by`, over its teachers (`by` + `teacher` names one, e.g. its seed and run): seeds, the drop's
+    mean and sd, the learned-order accuracy's mean and sd, and the Wilcoxon test over every teacher's paired
+    learners together (p, effect size r)."""
+    per_teacher = order_drops(learners, [*by, *teacher])
+    stats_ = per_teacher.groupby(by).agg(
+        seeds=("seed", "nunique"), drop_mean=("drop", "mean"), drop_sd=("drop", "std"),
+        learned_mean=("learned_accuracy", "mean"), learned_sd=("learned_accuracy", "std"),
+        shuffled_mean=("shuffled_accuracy", "mean")).reset_index()
+    return stats_.merge(ablation_tests(learners, by), on=by, how="left")

@@ -64,33 +64,17 @@ def _snapshot_learners(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.Dat
 def drop_over_training(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (teacher, snapshot step): mean accuracy of its learners in the learned and shuffled order, the drop
     (learned - shuffled means) and the Wilcoxon test of its paired learners (`paired.paired_test`)."""
-    return _drops(_snapshot_learners(teachers, ablation))
-
-
-def _drops(learners: pd.DataFrame) -> pd.DataFrame:
-    """`drop_over_training` of the snapshot learners `_snapshot_learners` found."""
-    by = [*KEYS, "seed", "source_run_id", "source_step"]
-    if learners.empty:
-        return pd.DataFrame(columns=[*by, "learned_accuracy", "shuffled_accuracy", "drop", "pairs", "median_drop",
-                                     "wilcoxon_p", "effect_size_r"])
-    means = learners.pivot_table(index=by, columns="order", values="accuracy", aggfunc="mean") \
-        .rename(columns=lambda order: f"{order}_accuracy").reset_index()
-    means["drop"] = means.learned_accuracy - means.shuffled_accuracy
-    tests = paired.ablation_tests(learners, by)
-    return _in_arm_order(means.merge(tests, on=by, how="left"), [*KEYS, "source_step", "seed"])
+    drops = paired.order_drops(_snapshot_learners(teachers, ablation), [*KEYS, "seed", "source_run_id", "source_step"])
+    return _in_arm_order(drops, [*KEYS, "source_step", "seed"])
 
 
 def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, experiment, arm, snapshot step): seeds, the drop's mean and sd over seeds, the learned-order
-    accuracy's mean and sd, and the Wilcoxon test over every seed's paired learners together (p, effect size r)."""
-    learners = _snapshot_learners(teachers, ablation)
-    per_teacher = _drops(learners)
-    by = [*KEYS, "source_step"]
-    stats = per_teacher.groupby(by).agg(
-        seeds=("seed", "nunique"), drop_mean=("drop", "mean"), drop_sd=("drop", "std"),
-        learned_mean=("learned_accuracy", "mean"), learned_sd=("learned_accuracy", "std")).reset_index()
-    pooled = paired.ablation_tests(learners, by)
-    return _in_arm_order(stats.merge(pooled, on=by, how="left"), [*KEYS, "source_step"])
+    accuracy's mean and sd, the shuffled mean, and the Wilcoxon test over every seed's paired learners together
+    (p, effect size r)."""
+    table = paired.drop_summary(_snapshot_learners(teachers, ablation), [*KEYS, "source_step"],
+                                ["seed", "source_run_id"])
+    return _in_arm_order(table, [*KEYS, "source_step"])
 
 
 def goodai_reference(experiment: str) -> tuple[float, float]:

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, table in tables.items():
         table.drop(columns=[c for c in ("config",) if c in table]).to_csv(
             args.csv_dir / f"{name}.csv", index=False, float_format="%.5f")
-    merge_results(entries)
+    merge_results(entries, args.results)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ BENCH = RESULTS.parent
 
 def study_arguments(doc: str, store: str, argv: list[str] | None, committed: bool = False) -> argparse.Namespace:
     """The command line of a study's table script: --runs-dir (default bench/out/<store>, or with `committed` the
-    store kept in git, bench/stores/<store>) and --csv-dir (bench/)."""
+    store kept in git, bench/stores/<store>), --csv-dir (bench/) and --results (bench/results.json)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", type=Path, default=BENCH / ("stores" if committed else "out") / store)
     parser.add_argument("--csv-dir", type=Path, default=BENCH)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file the headline figures merge into")
     return parser.parse_args(argv)
 
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     merge_results([entry(f"strength_{r.dataset}_{r.arm}_final_drop", round(float(r.drop_mean), 4), "accuracy",
                          TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
                                                     f"{r.wilcoxon_p:.2g} over {r.pairs} pairs")
-                   for r in final.itertuples()])
+                   for r in final.itertuples()], args.results)
 
 
 if __name__ == "__main__":

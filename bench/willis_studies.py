@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                                            "weight_mean_only teachers: first start to last stop, 2 runs at a time "
                                            f"({row[willis.TRANSFER] + row[willis.ROBUSTNESS]:.1f} min of runs); "
                                            "other work on the cores inflates it"))
-    merge_results(entries)
+    merge_results(entries, args.results)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import make_report, results, willis
+from analysis import goodai, make_report, results, willis
 from experiments import board
 from gtn_core.config import NORMALISATIONS
 from gtn_core.data import default_data_root, prepare
@@ -183,6 +183,35 @@ def test_an_unreachable_or_empty_mongodb_is_an_error_naming_it(mongo_base):
         results.open_store(mongo_url=f"mongodb://127.0.0.1:{port}/gtn_lab")
     with pytest.raises(results.StoreError, match=r"\(database gtn_empty\) holds no runs"):
         results.load_runs(results.open_store(mongo_url=f"{mongo_base}/gtn_empty"))
+
+
+def test_goodai_seed_table_pairs_each_teachers_learners_and_the_bench_script_prints_it(study, tmp_path):
+    runs = results.load_runs(study.files)
+    cells = results.select_runs(runs)
+    ablation = results.load_ablation(study.files, runs)
+    table = goodai.seed_table(cells, ablation).set_index(["experiment", "variant"])
+    c_learned = table.loc[("C", "learned")]
+    assert (c_learned.seeds, c_learned.ablated_seeds) == (2, 1)  # seed 1 was trained with --no-ablation
+    seeds = cells[(cells.experiment == "C") & (cells.variant == "learned")]
+    assert c_learned.final_mean == pytest.approx(seeds.final_accuracy.mean())
+    mine = ablation[ablation.source_run_id.isin(seeds.run_id)]
+    means = mine.groupby("order").accuracy.mean()
+    assert c_learned.drop_mean == pytest.approx(means.learned - means.shuffled) and math.isnan(c_learned.drop_sd)
+    assert c_learned.pairs == len(mine) // 2 and (c_learned.reference_accuracy, c_learned.dataset) == (0.952, "mnist")
+    fashion = goodai.seed_table(cells.assign(dataset="fashion_mnist"), ablation.assign(dataset="fashion_mnist"))
+    assert fashion.reference_accuracy.isna().all()  # GoodAI published MNIST only
+    with pytest.raises(ValueError, match="no GoodAI-study training runs"):
+        goodai.seed_table(cells.iloc[:0], ablation)
+
+    written = tmp_path / "results.json"
+    script = subprocess.run([sys.executable, "bench/goodai_study.py", "--runs-dir", str(study.runs_dir), "--csv-dir",
+                             str(tmp_path), "--results", str(written)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert script.returncode == 0, script.stderr
+    assert "| C | learned | 2 |" in script.stdout and "mnist:" in script.stdout
+    assert len(pd.read_csv(tmp_path / "goodai_study.csv")) == 4
+    names = {item["name"] for item in json.loads(written.read_text())}
+    assert "goodai_mnist_C_learned_shuffle_drop" in names
 
 
 def test_summary_table_places_the_reference_values_beside_the_results(study):
