@@ -86,3 +86,4 @@ FIGURE_STORES ?= $(wildcard bench/stores/goodai bench/out/goodai bench/out/paper
 figures: setup
 	@if [ -z "$(FIGURE_STORES)" ]; then echo "no study store under bench/stores/ or bench/out/ (goodai, paper_studies, willis, nas_gan, strength): run the studies or set FIGURE_STORES"; exit 1; fi
 	$(PY) analysis/publish_figures.py $(FIGURE_STORES)
+	$(PY) analysis/publish_figures.py --dataset fashion_mnist $(FIGURE_STORES)

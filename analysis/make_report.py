@@ -4,6 +4,7 @@
     python analysis/make_report.py --runs-dir /tmp/study     # a file store
     python analysis/make_report.py --mongo mongodb://127.0.0.1:27018/gtn_lab
     make report REPORT_ARGS="--runs-dir /tmp/study --rolling-window 10 --select '{\"outer_steps\": 1000}'"
+    python analysis/make_report.py --runs-dir bench/stores/goodai --dataset fashion_mnist
     python analysis/make_report.py --strip                   # clear the outputs Jupyter saved in the notebook
 
 Figures land in analysis/figures/ (or --figures-dir), the page in analysis/report.html (or --output) and a
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figures-dir", type=Path, default=ANALYSIS / "figures", help="where the PNGs go")
     parser.add_argument("--output", type=Path, default=ANALYSIS / "report.html", help="the HTML page")
     parser.add_argument("--rolling-window", type=int, default=None, help="evaluations in the rolling mean")
+    parser.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default=None,
+                        help="the dataset of the GoodAI-study and strength sections (sets GTN_DATASET; default mnist)")
     parser.add_argument("--select", metavar="JSON", type=config_filter, default=None,
                         help='config values the runs must have, e.g. \'{"outer_steps": 1000}\' (sets GTN_SELECT)')
     parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
@@ -72,6 +75,8 @@ def notebook_environment(args: argparse.Namespace) -> dict[str, str]:
         env["GTN_ROLLING_WINDOW"] = str(args.rolling_window)
     if args.select is not None:
         env["GTN_SELECT"] = args.select
+    if args.dataset is not None:
+        env["GTN_DATASET"] = args.dataset
     env["GTN_FIGURES_DIR"] = str(args.figures_dir.resolve())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # `import analysis`
     return env

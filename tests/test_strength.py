@@ -139,3 +139,5 @@ def test_the_headline_figures_are_published_from_the_first_store_that_makes_them
     assert "strength_drop" in sources and set(sources) <= set(publish_figures.HEADLINE)
     assert "test_accuracy" not in sources  # snapshot-keeping runs stay out of GoodAI's sections
     assert sorted(path.stem for path in (tmp_path / "docs").iterdir()) == sorted(sources)
+    # another dataset: only the per-dataset figures, suffixed; this store has no Fashion-MNIST runs, so none
+    assert publish_figures.publish([strength_study.runs_dir], tmp_path / "fashion", "fashion_mnist") == {}
