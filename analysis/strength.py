@@ -97,3 +97,17 @@ def closest_to_goodai(table: pd.DataFrame) -> pd.DataFrame:
     final = final.assign(distance=(final.drop_mean - final.goodai_drop).abs())
     closest = final.loc[final.groupby(["dataset", "experiment"]).distance.idxmin()]
     return closest.drop(columns="distance").reset_index(drop=True)
+
+
+def learned_schedules(store: results.Store, teachers: pd.DataFrame) -> pd.DataFrame:
+    """What each teacher learned besides its data: one row per (teacher, inner step) with its final inner lr and
+    momentum (the run's info, `final_inner_lrs` / `final_inner_momenta`) and the teacher's dataset, arm and seed."""
+    rows = []
+    for teacher in teachers.itertuples():
+        info = store.info(teacher.run_id)
+        for step, (lr, momentum) in enumerate(zip(info.get("final_inner_lrs", []),
+                                                  info.get("final_inner_momenta", [])), start=1):
+            rows.append((teacher.dataset, teacher.experiment, teacher.arm, teacher.seed, teacher.run_id, step, lr,
+                         momentum))
+    frame = pd.DataFrame(rows, columns=[*KEYS, "seed", "run_id", "inner_step", "lr", "momentum"])
+    return _in_arm_order(frame, [*KEYS, "seed", "inner_step"])

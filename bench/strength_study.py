@@ -8,7 +8,8 @@ Reads the store through `analysis.results` and `analysis.strength`; prints one t
 against today's defaults, `cosine`): at every snapshot the drop (learned - shuffled mean accuracy) mean +- sd over
 seeds, the learned-order accuracy, the Wilcoxon signed-rank p-value over every seed's paired learners and the
 effect size r; then the arm with the largest final drop, against the target (a drop of at least 10 points with
-p < 0.01 over 3 seeds), and the arm closest to GoodAI's drop. Writes bench/strength.csv and the headline figures to bench/results.json.
+p < 0.01 over 3 seeds), the arm closest to GoodAI's drop, and the inner lr / momentum each arm's final teachers
+learned per step. Writes bench/strength.csv and the headline figures to bench/results.json.
 """
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
                      "Wilcoxon p", "effect r"], rows)
 
 
+def schedule_markdown(schedules: pd.DataFrame) -> str:
+    """One row per (dataset, arm): the mean over seeds of each inner step's lr / momentum."""
+    means = schedules.groupby([*strength.KEYS, "inner_step"])[["lr", "momentum"]].mean().reset_index()
+    steps = sorted(means.inner_step.unique())
+    rows = [[dataset, arm, *[f"{r.lr:.2f} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
+            for (dataset, _, arm), group in means.groupby(strength.KEYS, sort=False)]
+    return markdown(["dataset", "arm", *[f"step {step}" for step in steps]], rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the tables, write the CSV and the results.json entries."""
     args = study_arguments(__doc__, "strength", argv, committed=True)
@@ -61,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"closest to GoodAI's drop ({r.goodai_drop:.3f} at accuracy {r.goodai_accuracy:.3f}, {r.dataset} "
               f"{r.experiment}): {r.arm}, drop {plus_minus(r.drop_mean, r.drop_sd)} at learned-order accuracy "
               f"{plus_minus(r.learned_mean, r.learned_sd)} (step {r.source_step}, {r.seeds} seed(s))")
+    schedules = strength.learned_schedules(store, teachers)
+    print("\nthe learned inner lr / momentum per step (mean over seeds), final teachers\n\n" + schedule_markdown(schedules))
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
     command = command_line("bench/strength_study.py", argv)
     merge_results([entry(f"strength_{r.dataset}_{r.arm}_final_drop", round(float(r.drop_mean), 4), "accuracy",

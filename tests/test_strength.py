@@ -141,3 +141,15 @@ def test_the_headline_figures_are_published_from_the_first_store_that_makes_them
     assert sorted(path.stem for path in (tmp_path / "docs").iterdir()) == sorted(sources)
     # another dataset: only the per-dataset figures, suffixed; this store has no Fashion-MNIST runs, so none
     assert publish_figures.publish([strength_study.runs_dir], tmp_path / "fashion", "fashion_mnist") == {}
+
+
+def test_the_learned_schedules_are_read_from_each_teachers_info(strength_study):
+    teachers = strength.strength_runs(strength_study.runs)
+    schedules = strength.learned_schedules(strength_study.store, teachers)
+    steps = teachers.iloc[0].config["inner_steps"]
+    assert len(schedules) == len(teachers) * steps
+    first = teachers.iloc[0]
+    info = strength_study.store.info(first.run_id)
+    mine = schedules[schedules.run_id == first.run_id]
+    assert mine.lr.tolist() == info["final_inner_lrs"] and mine.momentum.tolist() == info["final_inner_momenta"]
+    assert mine.inner_step.tolist() == list(range(1, steps + 1)) and set(schedules.arm) == {"cosine", "constant"}
