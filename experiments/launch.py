@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -174,18 +175,30 @@ def run_all(tasks: deque[Task] | list[Task], args: argparse.Namespace, runs_dir:
         # At most one cell per worker is submitted at a time: the executor queues submitted cells where cancel()
         # no longer reaches them, so after a stop signal they would still start.
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
-            running = set()
+            running = {}  # future -> its task
             while queue and len(running) < args.workers:
-                running.add(pool.submit(execute, queue.popleft(), *common, threads(len(running)), False, ranks))
+                task = queue.popleft()
+                running[pool.submit(execute, task, *common, threads(len(running)), False, ranks)] = task
             stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
             while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield future.result()
+                    yield _outcome(future, running.pop(future), stop)
                 # cells not started after a stop stay to do for the next invocation
                 while stop.received is None and queue and len(running) < args.workers:
-                    running.add(pool.submit(execute, queue.popleft(), *common, threads(len(running)), False, ranks))
+                    task = queue.popleft()
+                    running[pool.submit(execute, task, *common, threads(len(running)), False, ranks)] = task
                 stop.workers = list(pool._processes)
+
+
+def _outcome(future, task: Task, stop: StudyStop) -> Outcome:
+    """A pool cell's Outcome; a worker killed outright (a stop signal that reached it while it was still starting,
+    before the run installed its handlers, breaks the whole pool) is INTERRUPTED after a stop, FAILED otherwise."""
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        status = "INTERRUPTED" if stop.received is not None else "FAILED"
+        return Outcome(task, status, error=f"its worker process ended abruptly ({error})")
 
 
 def _run_on_ray(queue: deque[Task], args: argparse.Namespace, common: tuple) -> Iterator[Outcome]:

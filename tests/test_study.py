@@ -303,3 +303,19 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     mongo.close()
     again = _runner(*whole, store=second)
     assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_worker_killed_outright_is_an_outcome_not_a_traceback():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from experiments import launch
+
+    task = launch.Task("c learned s0", "experiments.mnist_experiment", ("smoke",), {})
+    broken = Future()
+    broken.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+    stop = launch.StudyStop()
+    assert launch._outcome(broken, task, stop).status == "FAILED"
+    stop.received = 15  # SIGTERM reached the study (and a worker still starting)
+    outcome = launch._outcome(broken, task, stop)
+    assert (outcome.status, outcome.task) == ("INTERRUPTED", task) and "ended abruptly" in outcome.error
