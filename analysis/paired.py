@@ -54,9 +54,11 @@ def order_drops(learners: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def drop_summary(learners: pd.DataFrame, by: list[str], teacher: list[str]) -> pd.DataFrame:
-    """Per group of `by`, over its teachers (`by` + `teacher` names one, e.g. its seed and run): seeds, the drop's
-    mean and sd, the learned-order accuracy's mean and sd, and the Wilcoxon test over every teacher's paired
-    learners together (p, effect size r)."""
+    """Per group of `by`, over its teachers (`by` + `teacher` names one, with its "seed"): seeds, the drop's mean
+    and sd, the learned-order accuracy's mean and sd, the shuffled mean, and the Wilcoxon test over every teacher's
+    paired learners together (p, effect size r); ValueError when `teacher` lacks "seed"."""
+    if "seed" not in teacher:
+        raise ValueError(f"teacher={teacher!r}: expected the columns naming a teacher, \"seed\" among them")
     per_teacher = order_drops(learners, [*by, *teacher])
     stats_ = per_teacher.groupby(by).agg(
         seeds=("seed", "nunique"), drop_mean=("drop", "mean"), drop_sd=("drop", "std"),

@@ -215,17 +215,21 @@ def source_of(evaluation, training: list, in_mongo: bool) -> str | None:
     return None if teacher is None else teacher.run_id
 
 
-def load_ablation(store: Store, runs: pd.DataFrame | None = None, snapshots: bool = False) -> pd.DataFrame:
+def load_ablation(store: Store, runs: pd.DataFrame | None = None, snapshots: bool = False,
+                  moved_schedule: bool = False) -> pd.DataFrame:
     """One row per ablation learner of every COMPLETED ablation run of a final teacher: run_id, source_run_id (the
-    teacher's store id), source_step (None: the final teacher), order (learned / shuffled), repeat, accuracy, and
-    the teacher's cell (experiment, variant, dataset, seed, ...). With `snapshots`, also the ablations of the
-    teacher snapshots kept during training (`source_step`: the outer step)."""
+    teacher's store id), source_step (None: the final teacher), move_schedule, order (learned / shuffled), repeat,
+    accuracy, and the teacher's cell (experiment, variant, dataset, seed, ...). With `snapshots`, also the ablations
+    of the teacher snapshots kept during training (`source_step`: the outer step); with `moved_schedule`, also those
+    whose shuffled steps took their learned lr and momentum along (`move_schedule`: True)."""
     runs = load_runs(store) if runs is None else runs
     training = runs[runs.name == TRAINING].sort_values("start_time", kind="stable")
     ablations = runs[(runs.name == ABLATION) & (runs.status == "COMPLETED")]
     if not snapshots:
         ablations = where_config(ablations, lambda config: config.get("source_step") is None)
-    columns = ["run_id", "source_run_id", "source_step", "order", "repeat", "accuracy", *CELL_KEYS]
+    if not moved_schedule:
+        ablations = where_config(ablations, lambda config: not config.get("move_schedule", False))
+    columns = ["run_id", "source_run_id", "source_step", "move_schedule", "order", "repeat", "accuracy", *CELL_KEYS]
     rows, teachers = [], list(training.itertuples())
     for ablation in ablations.itertuples():
         source_id = source_of(ablation, teachers, isinstance(store, MongoStore))
@@ -234,8 +238,10 @@ def load_ablation(store: Store, runs: pd.DataFrame | None = None, snapshots: boo
         for name, (steps, values) in store.metric_series(ablation.run_id).items():
             if name.startswith("accuracy_"):
                 rows += [(ablation.run_id, source_id, ablation.config.get("source_step"),
-                          name.removeprefix("accuracy_"), step, value, *cell) for step, value in zip(steps, values)]
-    return pd.DataFrame(rows, columns=columns).astype({"accuracy": "float64", "source_step": "Int64"})
+                          bool(ablation.config.get("move_schedule", False)), name.removeprefix("accuracy_"), step,
+                          value, *cell) for step, value in zip(steps, values)]
+    return pd.DataFrame(rows, columns=columns).astype({"accuracy": "float64", "source_step": "Int64",
+                                                       "move_schedule": bool})
 
 
 def load_artifacts(store: Store, run_ids) -> pd.DataFrame:

@@ -53,9 +53,12 @@ def _in_arm_order(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                              kind="stable").reset_index(drop=True)
 
 
-def _snapshot_learners(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot-ablation learners of `teachers`, with each teacher's arm and seed."""
+def _snapshot_learners(teachers: pd.DataFrame, ablation: pd.DataFrame, moved: bool | None = False) -> pd.DataFrame:
+    """The snapshot-ablation learners of `teachers`, with each teacher's arm and seed: those whose schedule stayed in
+    time order (`moved` False), moved with the batches (True) or both (None)."""
     learners = ablation[ablation.source_step.notna() & ablation.source_run_id.isin(teachers.run_id)]
+    if moved is not None:
+        learners = learners[learners.move_schedule == moved]
     return learners.drop(columns=["experiment", "dataset", "seed"]).merge(
         teachers[["run_id", "arm", "experiment", "dataset", "seed"]].rename(columns={"run_id": "source_run_id"}),
         on="source_run_id")
@@ -77,22 +80,26 @@ def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     return _in_arm_order(table, [*KEYS, "source_step"])
 
 
-def goodai_reference(experiment: str) -> tuple[float, float]:
-    """GoodAI's published (final accuracy, shuffle drop) of their `learned` teacher at `experiment`'s shape; the
-    drop is approximate: their final accuracy minus their shuffled median (`results.REFERENCE`)."""
-    row = results.REFERENCE[(results.REFERENCE.experiment == experiment) & (results.REFERENCE.variant == "learned")]
-    if row.empty:
-        raise ValueError(f"experiment={experiment!r}: GoodAI published A, B and C only")
+def goodai_reference(dataset: str, experiment: str) -> tuple[float, float] | None:
+    """GoodAI's published (final accuracy, shuffle drop) of their `learned` teacher at `experiment`'s shape on
+    `dataset`, None where they published none (MNIST A, B and C only); the drop is approximate: their final accuracy
+    minus their shuffled median (`results.REFERENCE`)."""
+    reference = results.REFERENCE
+    row = reference[(reference.experiment == experiment) & (reference.variant == "learned")]
+    if dataset != "mnist" or row.empty:
+        return None
     accuracy, shuffled = row.iloc[0][["reference_accuracy", "reference_shuffled_median"]]
     return float(accuracy), float(accuracy - shuffled)
 
 
 def closest_to_goodai(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, experiment): the arm whose drop at its last snapshot (a `drop_table`) is closest to GoodAI's,
-    with GoodAI's drop and accuracy beside it."""
+    """Per (dataset, experiment) that GoodAI published: the arm whose drop at its last snapshot (a `drop_table`) is
+    closest to GoodAI's, with GoodAI's drop and accuracy beside it."""
     by = ["dataset", "experiment", "arm"]
     final = table[table.source_step == table.groupby(by).source_step.transform("max")]
-    reference = final.experiment.map(lambda e: goodai_reference(e))
+    reference = [goodai_reference(dataset, experiment) for dataset, experiment in zip(final.dataset, final.experiment)]
+    final = final[[r is not None for r in reference]]
+    reference = [r for r in reference if r is not None]
     final = final.assign(goodai_accuracy=[r[0] for r in reference], goodai_drop=[r[1] for r in reference])
     final = final.assign(distance=(final.drop_mean - final.goodai_drop).abs())
     closest = final.loc[final.groupby(["dataset", "experiment"]).distance.idxmin()]
@@ -111,3 +118,24 @@ def learned_schedules(store: results.Store, teachers: pd.DataFrame) -> pd.DataFr
                          momentum))
     frame = pd.DataFrame(rows, columns=[*KEYS, "seed", "run_id", "inner_step", "lr", "momentum"])
     return _in_arm_order(frame, [*KEYS, "seed", "inner_step"])
+
+
+def schedule_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, experiment, arm, snapshot step) whose ablation also ran with each step's learned lr and
+    momentum moving with its batch (`results.load_ablation(..., moved_schedule=True)`): the shuffle drop with the
+    schedule kept in time order and with it moved, mean and sd over seeds, each with its pooled Wilcoxon test."""
+    learners = _snapshot_learners(teachers, ablation, moved=None)
+    moved = learners[learners.move_schedule]
+    by, teacher = [*KEYS, "source_step"], ["seed", "source_run_id"]
+    if moved.empty:
+        return pd.DataFrame(columns=[*by, "seeds", "kept_drop_mean", "kept_drop_sd", "kept_wilcoxon_p",
+                                     "moved_drop_mean", "moved_drop_sd", "moved_wilcoxon_p", "learned_mean"])
+    snapshots = moved[["source_run_id", "source_step"]].drop_duplicates()
+    kept = learners[~learners.move_schedule].merge(snapshots, on=["source_run_id", "source_step"])
+    columns = ["seeds", "drop_mean", "drop_sd", "wilcoxon_p", "effect_size_r", "pairs"]
+    both = paired.drop_summary(kept, by, teacher)[[*by, "learned_mean", *columns]].rename(
+        columns={column: f"kept_{column}" for column in columns}).merge(
+        paired.drop_summary(moved, by, teacher)[[*by, *columns]].rename(
+            columns={column: f"moved_{column}" for column in columns}), on=by)
+    both = both.rename(columns={"moved_seeds": "seeds"}).drop(columns="kept_seeds")
+    return _in_arm_order(both, by)

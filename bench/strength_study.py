@@ -39,11 +39,21 @@ def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
                      "Wilcoxon p", "effect r"], rows)
 
 
+def schedule_ablation_markdown(moved: pd.DataFrame) -> str:
+    """One row per (dataset, arm, snapshot): the drop with the schedule kept and moved, each with its p."""
+    rows = [[r.dataset, r.arm, str(r.source_step), str(r.seeds), plus_minus(r.learned_mean, float("nan")),
+             plus_minus(r.kept_drop_mean, r.kept_drop_sd), f"{r.kept_wilcoxon_p:.2g}",
+             plus_minus(r.moved_drop_mean, r.moved_drop_sd), f"{r.moved_wilcoxon_p:.2g}"]
+            for r in moved.itertuples()]
+    return markdown(["dataset", "arm", "outer step", "seeds", "learned-order accuracy", "drop, schedule kept", "p",
+                     "drop, schedule moved", "p"], rows)
+
+
 def schedule_markdown(schedules: pd.DataFrame) -> str:
     """One row per (dataset, arm): the mean over seeds of each inner step's lr / momentum."""
     means = schedules.groupby([*strength.KEYS, "inner_step"])[["lr", "momentum"]].mean().reset_index()
     steps = sorted(means.inner_step.unique())
-    rows = [[dataset, arm, *[f"{r.lr:.2f} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
+    rows = [[dataset, arm, *[f"{r.lr:.3g} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
             for (dataset, _, arm), group in means.groupby(strength.KEYS, sort=False)]
     return markdown(["dataset", "arm", *[f"step {step}" for step in steps]], rows)
 
@@ -54,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     store = results.open_store(runs_dir=args.runs_dir)
     runs = results.load_runs(store)
     teachers = strength.strength_runs(runs)
-    table = strength.drop_table(teachers, results.load_ablation(store, runs, snapshots=True))
+    ablation = results.load_ablation(store, runs, snapshots=True, moved_schedule=True)
+    table = strength.drop_table(teachers, ablation)
     if table.empty:
         raise SystemExit(f"no strength-study runs in the {store.label}: python experiments/run_tasks.py "
                          "--study strength --seeds 3")
@@ -71,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"closest to GoodAI's drop ({r.goodai_drop:.3f} at accuracy {r.goodai_accuracy:.3f}, {r.dataset} "
               f"{r.experiment}): {r.arm}, drop {plus_minus(r.drop_mean, r.drop_sd)} at learned-order accuracy "
               f"{plus_minus(r.learned_mean, r.learned_sd)} (step {r.source_step}, {r.seeds} seed(s))")
+    moved = strength.schedule_table(teachers, ablation)
+    if not moved.empty:
+        print("\nthe shuffle drop with the learned per-step lr/momentum kept in time order and moved with the batches\n\n"
+              + schedule_ablation_markdown(moved))
     schedules = strength.learned_schedules(store, teachers)
     print("\nthe learned inner lr / momentum per step (mean over seeds), final teachers\n\n" + schedule_markdown(schedules))
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")

@@ -151,16 +151,15 @@ class StudyStop:
 def run_all(tasks: deque[Task] | list[Task], args: argparse.Namespace, runs_dir: Path) -> Iterator[Outcome]:
     """Run tasks in this process, a process pool or Ray (each training task on `args.ranks` torchrun ranks),
     yielding outcomes as they finish. A deque of tasks may grow while they run: the caller can add tasks between
-    outcomes (a finished teacher's evaluations, at the front) and they start as workers free up. Each cell gets
-    the cores divided among the cells that will run beside it: `args.workers`, or fewer when fewer are left (the GAN
-    study's single GAN cell gets every core)."""
+    outcomes (a finished teacher's evaluations, at the front), and in this process or the pool they start as
+    workers free up (Ray has every task submitted already, so they join the back). Tasks not started after a stop
+    signal, or after a pool worker died, stay in the deque. Each pool cell gets its share of the cores the running
+    cells leave free: `cores // workers`, or more when fewer cells are left (the GAN study's single GAN cell gets
+    every core)."""
     queue = tasks if isinstance(tasks, deque) else deque(tasks)
     cores = os.cpu_count() or 1
     common = (str(runs_dir), args.mongo)
     ranks = getattr(args, "ranks", 1)
-
-    def threads(running: int) -> int:  # for the task just taken from the queue
-        return max(1, cores // max(1, min(args.workers, running + 1 + len(queue))))
     if args.ray:
         yield from _run_on_ray(queue, args, common)
     elif args.workers == 1:
@@ -172,28 +171,43 @@ def run_all(tasks: deque[Task] | list[Task], args: argparse.Namespace, runs_dir:
                 if stop.received is not None or outcome.status == "INTERRUPTED":
                     break
     else:
-        # At most one cell per worker is submitted at a time: the executor queues submitted cells where cancel()
-        # no longer reaches them, so after a stop signal they would still start.
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
-            running = {}  # future -> its task
-            while queue and len(running) < args.workers:
+        yield from _run_in_pool(queue, args, common, cores, ranks)
+
+
+def _run_in_pool(queue: deque[Task], args: argparse.Namespace, common: tuple, cores: int, ranks: int
+                 ) -> Iterator[Outcome]:
+    """`run_all` in a process pool of `args.workers`. At most one cell per worker is submitted at a time: the
+    executor queues submitted cells where cancel() no longer reaches them, so after a stop signal they would still
+    start. A broken pool (a worker killed outright) takes no further cell."""
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool, StudyStop() as stop:
+        running: dict = {}  # future -> (its task, its threads)
+        broken = False
+        while True:
+            while stop.received is None and not broken and queue and len(running) < args.workers:
+                threads = share_of_cores(cores, [t for _, t in running.values()], args.workers, len(queue))
                 task = queue.popleft()
-                running[pool.submit(execute, task, *common, threads(len(running)), False, ranks)] = task
+                running[pool.submit(execute, task, *common, threads, False, ranks)] = (task, threads)
             stop.workers = list(pool._processes)  # the executor has no public list of its worker pids
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield _outcome(future, running.pop(future), stop)
-                # cells not started after a stop stay to do for the next invocation
-                while stop.received is None and queue and len(running) < args.workers:
-                    task = queue.popleft()
-                    running[pool.submit(execute, task, *common, threads(len(running)), False, ranks)] = task
-                stop.workers = list(pool._processes)
+            if not running:
+                return
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                broken = broken or isinstance(future.exception(), BrokenProcessPool)
+                yield _outcome(future, running.pop(future)[0], stop)
+
+
+def share_of_cores(cores: int, running: list[int], workers: int, queued: int) -> int:
+    """Threads for the next cell of a pool: the cores the `running` cells (their thread counts) leave free, split
+    among the cells that can still start beside them (at most `workers` in all, and no more than are `queued`)."""
+    free = cores - sum(running)
+    starting = max(1, min(workers - len(running), queued))
+    return max(1, free // starting)
 
 
 def _outcome(future, task: Task, stop: StudyStop) -> Outcome:
     """A pool cell's Outcome; a worker killed outright (a stop signal that reached it while it was still starting,
-    before the run installed its handlers, breaks the whole pool) is INTERRUPTED after a stop, FAILED otherwise."""
+    before the run installed its handlers; the pool then stops the others too) is INTERRUPTED after a stop,
+    FAILED otherwise."""
     try:
         return future.result()
     except BrokenProcessPool as error:

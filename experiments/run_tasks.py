@@ -52,6 +52,7 @@ import argparse
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -173,19 +174,25 @@ class GridProgress:
         self.bar.close()
 
 
-def run_phase(tasks: list[Task], args: argparse.Namespace, desc: str) -> list[Outcome]:
-    """Run the tasks that are not done yet, with a progress bar; return every outcome."""
-    if not tasks:
-        return []
-    progress = GridProgress(len(tasks), 1 if args.workers == 1 and not args.ray else args.workers, desc)
+def run_phase(tasks: list[Task], args: argparse.Namespace, desc: str,
+              then: Callable[[Outcome], list[Task]] | None = None) -> tuple[list[Outcome], int]:
+    """Run the tasks that are not done yet, with a progress bar, `then(outcome)` naming the tasks to run next after
+    each one (at the front of the queue); return every outcome and how many tasks were left unstarted (a stop)."""
+    queue = deque(tasks)
+    if not queue:
+        return [], 0
+    progress = GridProgress(len(queue), 1 if args.workers == 1 and not args.ray else args.workers, desc)
     outcomes = []
     try:
-        for outcome in run_all(tasks, args, runs_dir_of(args)):
+        for outcome in run_all(queue, args, runs_dir_of(args)):
             progress.update(outcome)
             outcomes.append(outcome)
+            following = then(outcome) if then is not None else []
+            queue.extendleft(reversed(following))
+            progress.grow(len(following))
     finally:
         progress.close()
-    return outcomes
+    return outcomes, len(queue)
 
 
 def describe_result(outcome: Outcome) -> str:
@@ -252,41 +259,34 @@ def main(argv: list[str] | None = None) -> int:
     if earlier or waiting:
         print(f"evaluations of teachers finished earlier: {len(earlier) + len(waiting)} runs ({len(earlier)} already "
               f"done, {len(waiting)} to run)")
-    ran = run_study(waiting, todo, args, store)
-    cells = {task.label for task in todo}
-    trained = [outcome for outcome in ran if outcome.task.label in cells]
+    ran, left = run_study(waiting, todo, args, store)
     outcomes = [reused(task, run) for task, run in [*done, *earlier]] + ran
     if all(outcome.reused for outcome in outcomes):
         print("nothing to run: every cell is already COMPLETED in the store")
     print_summary(outcomes)
-    stopped = any(outcome.status == "INTERRUPTED" for outcome in outcomes) or len(trained) < len(todo)
-    if stopped:
-        print(f"stopped by a signal: {len(todo) - len(trained)} cell(s) not started; run the same command again to "
-              "resume the interrupted cells from their checkpoints and run the rest")
-    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and not stopped else 1
+    interrupted = any(outcome.status == "INTERRUPTED" for outcome in outcomes)
+    if interrupted or left:
+        print(f"stopped {'by a signal' if interrupted else 'early (a worker process died)'}: {left} run(s) not "
+              "started (cells or evaluations); run the same command again to resume the interrupted cells from their "
+              "checkpoints and run the rest")
+    return 0 if all(outcome.status == "COMPLETED" for outcome in outcomes) and not (interrupted or left) else 1
 
 
-def run_study(evaluations: list[Task], todo: list[Task], args: argparse.Namespace, store: Store) -> list[Outcome]:
+def run_study(evaluations: list[Task], todo: list[Task], args: argparse.Namespace, store: Store
+              ) -> tuple[list[Outcome], int]:
     """Run the evaluations of teachers finished earlier, then the training cells of `todo`; as each teacher
     completes, its own evaluations (shuffle ablations, transfer, robustness) go to the front of the queue, so a
-    stopped study leaves whole teachers evaluated rather than every teacher trained and none evaluated. An
-    evaluation whose teacher file is missing (`teacher_missing`) is reported FAILED without running."""
-    outcomes, cells = [], {task.label for task in todo}
-    queue = deque(on_hand(evaluations, outcomes) + todo)
-    if not queue:
-        return outcomes
-    progress = GridProgress(len(queue), 1 if args.workers == 1 and not args.ray else args.workers, "cells")
-    try:
-        for outcome in run_all(queue, args, runs_dir_of(args)):
-            progress.update(outcome)
-            outcomes.append(outcome)
-            if outcome.task.label in cells and outcome.status == "COMPLETED" and not args.no_ablation:
-                new = on_hand(teacher_evaluations([outcome.task], args, store)[1], outcomes)
-                queue.extendleft(reversed(new))
-                progress.grow(len(new))
-    finally:
-        progress.close()
-    return outcomes
+    stopped study leaves whole teachers evaluated rather than every teacher trained and none evaluated (on Ray
+    they join the back). An evaluation whose teacher file is missing (`teacher_missing`) is reported FAILED
+    without running. Every outcome, and how many runs a stop left unstarted."""
+    missing, cells = [], {task.label for task in todo}
+
+    def evaluations_of(outcome: Outcome) -> list[Task]:
+        if outcome.task.label not in cells or outcome.status != "COMPLETED" or args.no_ablation:
+            return []
+        return on_hand(teacher_evaluations([outcome.task], args, store)[1], missing)
+    ran, left = run_phase(on_hand(evaluations, missing) + todo, args, "cells", evaluations_of)
+    return missing + ran, left
 
 
 def gan_phase(args: argparse.Namespace, store: Store, runs: list[RunRecord]) -> dict | None:
@@ -298,7 +298,7 @@ def gan_phase(args: argparse.Namespace, store: Store, runs: list[RunRecord]) -> 
         print("  the GAN cell is to run first; its teacher arms are planned after it")
         return {"gan_run_id": "(to run)"}
     if done is None:
-        outcome = run_phase([task], args, "GAN")[0]
+        outcome = run_phase([task], args, "GAN")[0][0]
         if outcome.status != "COMPLETED":
             print(f"the GAN cell ended {outcome.status}: {outcome.error[:200]}", file=sys.stderr)
             return None
@@ -330,7 +330,7 @@ def teacher_evaluations(tasks: list[Task], args: argparse.Namespace, store: Stor
     local_runs = local.records(missing_ok=True) if isinstance(store, MongoStore) else []
     done, todo = [], []
     for task in tasks:
-        teacher = completed_run(task, runs)
+        teacher = completed_run(task, runs) if task.module == TRAINING else None
         if teacher is None:
             continue
         for evaluation in evaluation_tasks(task, teacher_reference(teacher, store, local, local_runs), args):

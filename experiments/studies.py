@@ -128,14 +128,20 @@ def training_tasks(args: argparse.Namespace) -> list[Task]:
 
 def evaluation_tasks(training: Task, reference: dict, args: argparse.Namespace) -> list[Task]:
     """The evaluation runs of the finished teacher of `training` that `reference` names: the goodai study's shuffle
-    ablation of every teacher, the strength study's of every snapshot, the NAS proxy of the nas study's seed-0
-    teacher, the normalisation study's transfer and robustness of its seed-0 teachers."""
+    ablation of every teacher, the strength study's of every snapshot (and of the last one with the learned per-step
+    lr/momentum moving with the batches), the NAS proxy of the nas study's seed-0 teacher, the normalisation study's
+    transfer and robustness of its seed-0 teachers."""
     smoke = ("smoke",) if args.profile == "smoke" else ()
     if args.study == "goodai":
         return [Task(f"{training.label} shuffle", ABLATION, smoke, dict(reference))]
     if args.study == "strength":
-        return [Task(f"{training.label} shuffle@{step}", ABLATION, smoke, {**reference, "source_step": step})
-                for step in snapshot_steps(training)]
+        steps = snapshot_steps(training)
+        tasks = [Task(f"{training.label} shuffle@{step}", ABLATION, smoke, {**reference, "source_step": step})
+                 for step in steps]
+        if expected_config(training)["inner_schedule"] == "per_step":  # with one shared lr, moving it changes nothing
+            tasks.append(Task(f"{training.label} shuffle+schedule@{steps[-1]}", ABLATION, smoke,
+                              {**reference, "source_step": steps[-1], "move_schedule": True}))
+        return tasks
     if args.study == "nas" and training.updates["seed"] == 0:
         return [Task(f"{training.label} nas", NAS_PROXY, smoke, dict(reference))]
     if args.study == "normalisation" and training.updates["seed"] == 0:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.nas_proxy import rows_done
-from gtn_core.checkpoint import training_state_step
 from experiments.source_teacher import snapshot_artifact
+from gtn_core.checkpoint import training_state_step
 from tracking.settings import is_mongo_url
 from tracking.stored_config import IGNORED_KEYS, config_differences, same_config, upgrade_config
 from tracking.stores import FileStore, MongoStore, RunRecord, Store, find_run, referenced_run
@@ -162,12 +162,13 @@ REFERENCE_KEYS = ("source_run_id", "source_store")  # how an evaluation names it
 
 def teacher_reference(teacher: RunRecord, store: Store, local: FileStore, local_runs: list[RunRecord]) -> dict:
     """The ablation config naming `teacher` of `store`: by its file-store id when this study's file store `local`
-    (whose records are `local_runs`) holds the same run (MongoDB planning on the machine that trained it), else by
-    `store`'s own id."""
+    (whose records are `local_runs`) holds the same run with its teacher.pt (MongoDB planning on the machine that
+    trained it), else by `store`'s own id."""
     if isinstance(store, MongoStore):
         for record in local_runs:
             if (record.run_id, record.name, record.status, record.config) == \
-                    (teacher.file_store_id, teacher.name, "COMPLETED", teacher.config):
+                    (teacher.file_store_id, teacher.name, "COMPLETED", teacher.config) \
+                    and local.artifact_path(record.run_id, "teacher.pt") is not None:
                 return {"source_run_id": record.run_id, "source_store": local.location}
     return {"source_run_id": teacher.run_id, "source_store": store.location}
 
@@ -204,5 +205,6 @@ def teacher_missing(evaluation: Task) -> str | None:
         return str(error)
     if store.artifact_path(holder.run_id, name) is None:
         return (f"run {holder.run_id} of the {store.label} has no file {name} (a store kept without its .pt "
-                "artifacts): run its cell again to evaluate it")
+                f"artifacts): put the file back, or remove the run ({store.runs_dir / holder.run_id}) so that the "
+                "study trains its cell again")
     return None

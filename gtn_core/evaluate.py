@@ -11,17 +11,20 @@ from gtn_core.unroll import LearnerState, initial_state, learner_logits, unroll
 
 def meta_test(teacher: Teacher, cfg: GTNConfig, generator: torch.Generator, order: torch.Tensor | None = None,
               curriculum: Curriculum | None = None, learner_cfg: LearnerConfig | None = None,
-              steps: int | None = None) -> tuple[Learner, LearnerState]:
+              steps: int | None = None, move_schedule: bool = False) -> tuple[Learner, LearnerState]:
     """Train a fresh learner (`cfg.learner`, or `learner_cfg`) on the curriculum (drawn from `generator`, or given),
-    steps optionally permuted by `order`, or only its first `steps` steps (with their lrs and momenta)."""
+    steps optionally permuted by `order` (with `move_schedule`, each step's lr and momentum move with its batch),
+    or only its first `steps` steps (with their lrs and momenta)."""
     with torch.no_grad():
         curriculum = curriculum if curriculum is not None else teacher.curriculum(generator)
         images, labels = curriculum.materialize(), curriculum.labels
         lrs, momenta = teacher.hparams.lrs(), teacher.hparams.momenta()
     if order is not None:
         _check_order(order, labels.shape[0])
-        # Batches move intact with their labels; the lr/momentum schedule stays in time order.
+        # Batches move intact with their labels; the lr/momentum schedule stays in time order unless it moves too.
         images, labels = images[order], labels[order]
+        if move_schedule:
+            lrs, momenta = lrs[order], momenta[order]
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= labels.shape[0]:
             raise ValueError(f"steps={steps!r}: expected an int in 1..{labels.shape[0]} (the curriculum's steps)")

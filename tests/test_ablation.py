@@ -33,3 +33,29 @@ def test_ablation_rejects_non_positive_repeats():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="repeats=0"):
         next(shuffle_ablation(GTN(cfg), cfg, *_test_set(), repeats=0, generator=torch.Generator()))
+
+
+@pytest.mark.parametrize("move_schedule", [False, True])
+def test_the_schedule_stays_in_time_order_or_moves_with_its_batch(move_schedule):
+    from gtn_core.evaluate import meta_test
+    from gtn_core.learners import init_learner
+    from gtn_core.unroll import initial_state, unroll
+
+    cfg = tiny_config()
+    teacher = GTN(cfg)
+    with torch.no_grad():  # a schedule that differs per step, so moving it matters
+        teacher.hparams.log_lr.copy_(torch.log(torch.tensor([0.05, 0.2, 0.8])))
+        teacher.hparams.logit_momentum.copy_(torch.tensor([-1.0, 0.0, 2.0]))
+    curriculum = teacher.curriculum(torch.Generator().manual_seed(1))
+    order = torch.tensor([2, 0, 1])
+    _, state = meta_test(teacher, cfg, torch.Generator().manual_seed(5), order, curriculum,
+                         move_schedule=move_schedule)
+    with torch.no_grad():
+        images, labels = curriculum.materialize()[order], curriculum.labels[order]
+        lrs, momenta = teacher.hparams.lrs(), teacher.hparams.momenta()
+    if move_schedule:
+        lrs, momenta = lrs[order], momenta[order]
+    learner = init_learner(cfg.learner, torch.Generator().manual_seed(5))
+    expected = unroll(learner, initial_state(learner), images, labels, lrs, momenta, create_graph=False)
+    for name, param in expected.params.items():
+        torch.testing.assert_close(state.params[name], param)

@@ -131,9 +131,9 @@ def test_metrics_are_tidy_with_test_accuracy_at_every_evaluation(study):
 def test_ablation_rows_link_each_learner_to_its_teacher(study):
     runs = results.load_runs(study.files)
     ablation = results.load_ablation(study.files, runs)
-    assert list(ablation.columns) == ["run_id", "source_run_id", "source_step", "order", "repeat", "accuracy",
-                                      *results.CELL_KEYS]
-    assert ablation.source_step.isna().all()  # the final teachers
+    assert list(ablation.columns) == ["run_id", "source_run_id", "source_step", "move_schedule", "order", "repeat",
+                                      "accuracy", *results.CELL_KEYS]
+    assert ablation.source_step.isna().all() and not ablation.move_schedule.any()  # the final teachers, batches only
     assert len(ablation) == 4 * 2 * 3  # 4 teachers x (learned, shuffled) x 3 smoke repeats
     assert set(ablation.order) == {"learned", "shuffled"} and ablation.accuracy.between(0, 1).all()
     configs = runs.set_index("run_id").config

@@ -70,7 +70,10 @@ def test_the_strength_grid_snapshots_every_cell_and_ablates_every_snapshot():
               for task in grid[:arms]}
     assert {strength.ARMS[values] for values in levers.values()} == set(levers)  # every arm reads back as itself
     ablations = studies.evaluation_tasks(grid[0], {"source_run_id": "7"}, args)
-    assert [task.updates["source_step"] for task in ablations] == list(range(200, 2001, 200))
+    assert [(task.updates["source_step"], task.updates.get("move_schedule", False)) for task in ablations] == \
+        [(step, False) for step in range(200, 2001, 200)] + [(2000, True)]  # and the last with the schedule moving
+    shared = next(task for task in grid if task.label == "c shared s0")
+    assert len(studies.evaluation_tasks(shared, {"source_run_id": "8"}, args)) == 10  # one lr: nothing to move
     args.arms = ["constant", "nope"]
     with pytest.raises(SystemExit, match="the strength study has no arm nope; expected a subset of cosine"):
         studies.training_tasks(args)
@@ -99,6 +102,9 @@ def test_the_smoke_study_ablates_both_snapshots_of_both_arms_and_resumes(strengt
     assert set(zip(snapshots.source_run_id, snapshots.source_step)) == {
         (run_id, step) for run_id in teachers.run_id for step in (3, 6)}
     assert results.load_ablation(strength_study.store, strength_study.runs).empty  # no final-teacher ablation
+    both = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
+    moved = both[both.move_schedule]
+    assert set(zip(moved.source_run_id, moved.source_step)) == {(run_id, 6) for run_id in teachers.run_id}
 
 
 def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
@@ -112,10 +118,23 @@ def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
     assert table.wilcoxon_p.dropna().between(0, 1).all() and table.pairs.tolist() == [3] * 4
 
 
+def test_the_schedule_table_sets_the_drop_with_the_schedule_moved_beside_the_kept_one(strength_study):
+    teachers = strength.strength_runs(strength_study.runs)
+    both = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
+    table = strength.schedule_table(teachers, both)
+    assert list(table.arm) == ["cosine", "constant"] and (table.source_step == 6).all() and (table.seeds == 1).all()
+    kept = strength.drop_table(teachers, both)
+    kept = kept[kept.source_step == 6].set_index("arm").drop_mean
+    assert table.set_index("arm").kept_drop_mean.to_dict() == pytest.approx(kept.to_dict())
+    moved = both[both.move_schedule & both.source_run_id.isin(teachers.run_id)]
+    cosine = moved[moved.source_run_id == teachers.set_index("arm").run_id["cosine"]].groupby("order").accuracy.mean()
+    assert table.moved_drop_mean.iloc[0] == pytest.approx(cosine.learned - cosine.shuffled)
+    assert strength.schedule_table(teachers, both[~both.move_schedule]).empty
+
+
 def test_goodai_reference_and_the_arm_closest_to_it(strength_study):
-    assert strength.goodai_reference("C") == pytest.approx((0.952, 0.952 - 0.58))
-    with pytest.raises(ValueError, match="experiment='paper': GoodAI published A, B and C only"):
-        strength.goodai_reference("paper")
+    assert strength.goodai_reference("mnist", "C") == pytest.approx((0.952, 0.952 - 0.58))
+    assert strength.goodai_reference("mnist", "paper") is None and strength.goodai_reference("fashion_mnist", "C") is None
     table = strength.drop_table(strength.strength_runs(strength_study.runs),
                                 results.load_ablation(strength_study.store, strength_study.runs, snapshots=True))
     closest = strength.closest_to_goodai(table)
@@ -123,6 +142,7 @@ def test_goodai_reference_and_the_arm_closest_to_it(strength_study):
     final = table[table.source_step == table.source_step.max()]
     distance = (final.drop_mean - 0.372).abs()
     assert closest.arm.iloc[0] == final.arm[distance.idxmin()]
+    assert strength.closest_to_goodai(table.assign(dataset="fashion_mnist")).empty  # GoodAI published MNIST only
 
 
 def test_the_report_charts_the_drop_over_training(strength_study, tmp_path):

@@ -305,6 +305,30 @@ def test_a_study_whose_file_store_was_deleted_resumes_and_ablates_from_mongodb(t
     assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
 
 
+def test_a_pool_whose_worker_dies_outright_reports_it_and_starts_nothing_more(tmp_path):
+    from collections import deque
+    from types import SimpleNamespace
+
+    from experiments import launch
+
+    tasks = deque(launch.Task(f"dies {i}", "dying_worker", (), {}) for i in range(3))
+    args = SimpleNamespace(workers=2, ray=None, mongo=None, ranks=1)
+    outcomes = list(launch.run_all(tasks, args, tmp_path))
+    assert [outcome.status for outcome in outcomes] == ["FAILED", "FAILED"]
+    assert all("ended abruptly" in outcome.error for outcome in outcomes)
+    assert [task.label for task in tasks] == ["dies 2"]  # left for the next invocation
+
+
+def test_each_pool_cell_gets_the_cores_the_running_ones_leave():
+    from experiments.launch import share_of_cores
+
+    assert share_of_cores(2, [], workers=2, queued=5) == 1
+    assert share_of_cores(2, [], workers=2, queued=1) == 2  # a single cell (the GAN) gets every core
+    assert share_of_cores(16, [], workers=4, queued=2) == 8
+    assert share_of_cores(16, [8], workers=4, queued=10) == 2  # 8 left for the 3 that can start
+    assert share_of_cores(2, [2], workers=2, queued=3) == 1
+
+
 def test_a_worker_killed_outright_is_an_outcome_not_a_traceback():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool

@@ -14,6 +14,7 @@ LEGACY_KEYS = {"noise_size": ("generator", "noise_size"), "teacher_hidden_size":
 IMPLICIT_IN_OLDER_RUNS = {"lr_schedule": "constant", "teacher": "gtn", "curriculum": "full", "meta_batch": 1,
                           "learner_sampling": "fixed", "gan_run_id": None, "gan_store": None,
                           "inner_schedule": "per_step", "snapshot_every": None, "source_step": None,
+                          "move_schedule": False,
                           "learner_presets": list(GTNConfig.__dataclass_fields__["learner_presets"].default)}
 # Experiment keys renamed since runs were stored: old name -> new name (the shuffle ablation's `runs_dir` became
 # `source_store` when it could also name a MongoDB).
