@@ -294,7 +294,8 @@ def main(_run, _config, dataset, data_root, device, progress, checkpoint_every, 
 if __name__ == "__main__":
     if init_from_environment().is_main:  # under torchrun: join the ranks; only rank 0 records the run
         attach_observers(ex)
+    finished = False
     try:
-        ex.run_commandline()
+        finished = getattr(ex.run_commandline(), "status", None) == "COMPLETED"  # Sacred exits on a failed run
     finally:
-        leave_world()
+        leave_world(finished)

@@ -83,10 +83,18 @@ def init_from_environment(timeout_s: float | None = None) -> World:
     return current_world()
 
 
-def leave_world() -> None:
-    """Leave the process group this process joined, if any: its communication threads stop before the interpreter
-    exits (left to exit, gloo can abort the process with "terminate called without an active exception")."""
-    if dist.is_available() and dist.is_initialized():
+def leave_world(finished: bool = False) -> None:
+    """Leave the process group this process joined, if any, before the interpreter exits (left to exit, gloo can
+    abort the process with "terminate called without an active exception"). `finished`: this rank's work ended
+    without an error, so it first waits at a barrier for every rank to end too; a rank that tears its connections
+    down while a peer is still in its last collective can abort that peer the same way. A failing rank leaves at
+    once (its peers then fail their next collective within the timeout)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if finished:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()
 
 

@@ -48,12 +48,14 @@ def main(argv: list[str]) -> None:
     torch.set_default_dtype(torch.float64)
     world = init_from_environment()  # $GTN_DIST_TIMEOUT_S
     out = Path(out)
+    finished = False
     try:
         result = train_tiny(int(meta_batch), int(outer_steps), out / f"rank{world.rank}.started",
                             checkpoint=bool(rest and rest[0] == "1"))
         torch.save(result, out / f"rank{world.rank}.pt")
+        finished = True
     finally:
-        leave_world()
+        leave_world(finished)
 
 
 if __name__ == "__main__":
