@@ -8,6 +8,7 @@ per configuration lever, as tidy pandas DataFrames.
     ablation = results.load_ablation(store, runs, snapshots=True)
     drops = strength.drop_over_training(teachers, ablation)      # per (teacher, snapshot step)
     strength.drop_table(teachers, ablation)                      # per (dataset, arm, step): over seeds, Wilcoxon
+    strength.final_summary(teachers, ablation)                   # per (dataset, arm): last snapshot, accuracy cost
 
 A teacher's arm is named by its levers (`ARMS`: the values of every key an arm of the study sets, lr_schedule,
 inner_schedule, noise_distribution, inner_lr_init, teacher_lr), so runs trained outside the study with the same values
@@ -78,6 +79,26 @@ def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     table = paired.drop_summary(_snapshot_learners(teachers, ablation), [*KEYS, "source_step"],
                                 ["seed", "source_run_id"])
     return _in_arm_order(table, [*KEYS, "source_step"])
+
+
+def final_summary(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, experiment, arm): its last ablated snapshot's `drop_table` row beside the final full-test
+    accuracy (mean, sd) and mean wall minutes of the teachers ablated there, and the accuracy `cosine` gives up
+    against it on the same dataset and shape (`accuracy_cost`: cosine's mean minus the arm's, NaN without cosine)."""
+    table = drop_table(teachers, ablation)
+    last = table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
+    ablated = _snapshot_learners(teachers, ablation).merge(last[[*KEYS, "source_step"]], on=[*KEYS, "source_step"])
+    chosen = teachers[teachers.run_id.isin(ablated.source_run_id)]
+    accuracy = chosen.groupby(KEYS).agg(final_accuracy_mean=("final_accuracy", "mean"),
+                                        final_accuracy_sd=("final_accuracy", "std"),
+                                        wall_minutes=("wall_seconds", "mean")).reset_index()
+    accuracy["wall_minutes"] /= 60
+    summary = last.merge(accuracy, on=KEYS, how="left")
+    cosine = summary[summary.arm == "cosine"][["dataset", "experiment", "final_accuracy_mean"]]
+    summary = summary.merge(cosine.rename(columns={"final_accuracy_mean": "cosine_accuracy"}),
+                            on=["dataset", "experiment"], how="left")
+    summary["accuracy_cost"] = summary.pop("cosine_accuracy") - summary.final_accuracy_mean
+    return _in_arm_order(summary, KEYS)
 
 
 def goodai_reference(dataset: str, experiment: str) -> tuple[float, float] | None:

@@ -4,12 +4,14 @@
     python bench/strength_study.py                       # the tables of that store (kept in git), as Markdown
     python bench/strength_study.py --runs-dir DIR --csv-dir bench
 
-Reads the store through `analysis.results` and `analysis.strength`; prints one table per hypothesis (each arm
-against today's defaults, `cosine`): at every snapshot the drop (learned - shuffled mean accuracy) mean +- sd over
-seeds, the learned-order accuracy, the Wilcoxon signed-rank p-value over every seed's paired learners and the
-effect size r; then the arm with the largest final drop, against the target (a drop of at least 10 points with
-p < 0.01 over 3 seeds), the arm closest to GoodAI's drop, and the inner lr / momentum each arm's final teachers
-learned per step. Writes bench/strength.csv and the headline figures to bench/results.json.
+Reads the store through `analysis.results` and `analysis.strength`; prints every arm at its last snapshot (drop,
+Wilcoxon test, final test accuracy and its cost against `cosine`), then one table per hypothesis (each arm against
+today's defaults, `cosine`): at every snapshot the drop (learned - shuffled mean accuracy) mean +- sd over seeds,
+the learned-order accuracy, the Wilcoxon signed-rank p-value over every seed's paired learners and the effect size
+r; then the arm with the largest final drop, against the target (a drop of at least 10 points with p < 0.01 over 3
+seeds), the arm closest to GoodAI's drop, the drop with the learned schedule moved with the batches, and the inner
+lr / momentum each arm's final teachers learned per step. Writes bench/strength.csv and the headline figures to
+bench/results.json.
 """
 from __future__ import annotations
 
@@ -37,6 +39,18 @@ def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
             for r in table[table.arm.isin(arms)].itertuples()]
     return markdown(["dataset", "arm", "outer step", "seeds", "shuffle drop", "learned-order accuracy",
                      "Wilcoxon p", "effect r"], rows)
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """One row per (dataset, arm) at its last snapshot: drop, orders' accuracies, test, final accuracy and cost."""
+    rows = [[r.dataset, r.arm, str(r.source_step), str(r.seeds), plus_minus(r.drop_mean, r.drop_sd),
+             plus_minus(r.learned_mean, r.learned_sd), f"{r.shuffled_mean:.3f}", f"{r.wilcoxon_p:.2g} ({r.pairs})",
+             f"{r.effect_size_r:.2f}", plus_minus(r.final_accuracy_mean, r.final_accuracy_sd, digits=4),
+             "-" if pd.isna(r.accuracy_cost) else f"{r.accuracy_cost:+.4f}", f"{r.wall_minutes:.0f}"]
+            for r in summary.itertuples()]
+    return markdown(["dataset", "arm", "outer step", "seeds", "shuffle drop", "learned-order accuracy",
+                     "shuffled accuracy", "Wilcoxon p (pairs)", "effect r", "final test accuracy",
+                     "accuracy cost vs cosine", "wall min per cell"], rows)
 
 
 def schedule_ablation_markdown(moved: pd.DataFrame) -> str:
@@ -69,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     if table.empty:
         raise SystemExit(f"no strength-study runs in the {store.label}: python experiments/run_tasks.py "
                          "--study strength --seeds 3")
+    print("\nevery arm at its last snapshot (final test accuracy: all 10,000 test images; cost: cosine's minus the "
+          "arm's)\n\n" + summary_markdown(strength.final_summary(teachers, ablation)))
     for title, arms in HYPOTHESES.items():
         if set(arms) & set(table.arm) - {"cosine"}:
             print(f"\n{title}\n\n" + hypothesis_markdown(table, arms))

@@ -118,6 +118,20 @@ def test_the_drop_tables_pair_learners_per_snapshot(strength_study):
     assert table.wilcoxon_p.dropna().between(0, 1).all() and table.pairs.tolist() == [3] * 4
 
 
+def test_the_final_summary_sets_each_arms_last_snapshot_beside_its_accuracy_and_cost(strength_study):
+    teachers = strength.strength_runs(strength_study.runs)
+    ablation = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
+    summary = strength.final_summary(teachers, ablation).set_index("arm")
+    last = strength.drop_table(teachers, ablation).query("source_step == 6").set_index("arm")
+    assert list(summary.index) == ["cosine", "constant"] and (summary.source_step == 6).all()
+    assert summary.drop_mean.to_dict() == pytest.approx(last.drop_mean.to_dict())
+    accuracy = teachers.set_index("arm").final_accuracy
+    assert summary.final_accuracy_mean.to_dict() == pytest.approx(accuracy.to_dict())
+    assert summary.accuracy_cost["cosine"] == 0
+    assert summary.accuracy_cost["constant"] == pytest.approx(accuracy["cosine"] - accuracy["constant"])
+    assert (summary.wall_minutes * 60).to_dict() == pytest.approx(teachers.set_index("arm").wall_seconds.to_dict())
+
+
 def test_the_schedule_table_sets_the_drop_with_the_schedule_moved_beside_the_kept_one(strength_study):
     teachers = strength.strength_runs(strength_study.runs)
     both = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
@@ -173,3 +187,18 @@ def test_the_learned_schedules_are_read_from_each_teachers_info(strength_study):
     mine = schedules[schedules.run_id == first.run_id]
     assert mine.lr.tolist() == info["final_inner_lrs"] and mine.momentum.tolist() == info["final_inner_momenta"]
     assert mine.inner_step.tolist() == list(range(1, steps + 1)) and set(schedules.arm) == {"cosine", "constant"}
+
+
+def test_the_bench_script_prints_every_table_and_writes_its_csv_and_results(strength_study, tmp_path):
+    results_json = tmp_path / "results.json"
+    results_json.write_text("[]")
+    done = subprocess.run([sys.executable, "bench/strength_study.py", "--runs-dir", str(strength_study.runs_dir),
+                           "--csv-dir", str(tmp_path), "--results", str(results_json)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for heading in ("every arm at its last snapshot", "1. meta-training length", "largest final drop",
+                    "kept in time order and moved with the batches", "learned inner lr / momentum per step"):
+        assert heading in done.stdout
+    assert len(pd.read_csv(tmp_path / "strength.csv")) == 4  # two arms x two snapshots
+    names = {entry["name"] for entry in json.loads(results_json.read_text())}
+    assert names == {"strength_mnist_cosine_final_drop", "strength_mnist_constant_final_drop"}
