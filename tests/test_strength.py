@@ -2,6 +2,7 @@
 snapshot, the study's grid and its resume, analysis.strength's tables and the report's drop-over-training chart."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,8 +161,11 @@ def test_goodai_reference_and_the_arm_closest_to_it(strength_study):
 
 
 def test_the_report_charts_the_drop_over_training(strength_study, tmp_path):
-    figures, _ = report_on(strength_study.runs_dir, tmp_path, ("strength_drop",), min_width=600)
+    figures, page = report_on(strength_study.runs_dir, tmp_path, ("strength_drop",), min_width=600)
     assert set(pd.read_csv(figures / "strength.csv").arm) == {"cosine", "constant"}
+    section = page[page.index("Every arm at its last snapshot"):]
+    cells = re.findall(r'class="data row\d+ col\d+" >([^<]*)<', section)
+    assert cells and not [cell for cell in cells if re.fullmatch(r"-?\d+\.\d{5,}", cell)]  # shown rounded
 
 
 def test_the_headline_figures_are_published_from_the_first_store_that_makes_them(strength_study, tmp_path):
