@@ -31,14 +31,20 @@ HYPOTHESES = {"1. meta-training length and outer-lr schedule": ("cosine", "const
 TARGET_DROP, TARGET_P = 0.10, 0.01
 
 
-def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, ...]) -> str:
-    """One row per (arm, snapshot step) of `arms`."""
-    rows = [[r.dataset, r.arm, str(r.source_step), str(r.seeds), plus_minus(r.drop_mean, r.drop_sd),
-             plus_minus(r.learned_mean, r.learned_sd), "-" if pd.isna(r.wilcoxon_p) else f"{r.wilcoxon_p:.2g}",
-             "-" if pd.isna(r.effect_size_r) else f"{r.effect_size_r:.2f}"]
-            for r in table[table.arm.isin(arms)].itertuples()]
-    return markdown(["dataset", "arm", "outer step", "seeds", "shuffle drop", "learned-order accuracy",
-                     "Wilcoxon p", "effect r"], rows)
+def hypothesis_markdown(table: pd.DataFrame, arms: tuple[str, str]) -> str:
+    """One row per snapshot step of one dataset's `table`: the drop and learned-order accuracy of the baseline arm
+    (`arms[0]`) beside those of the lever's arm (`arms[1]`), each with its seed count, Wilcoxon p and effect r."""
+    def cells(row) -> list[str]:
+        if row is None:
+            return ["-"] * 5
+        return [str(row.seeds), plus_minus(row.drop_mean, row.drop_sd), plus_minus(row.learned_mean, row.learned_sd),
+                "-" if pd.isna(row.wilcoxon_p) else f"{row.wilcoxon_p:.2g}",
+                "-" if pd.isna(row.effect_size_r) else f"{row.effect_size_r:.2f}"]
+    by_arm = {arm: {r.source_step: r for r in table[table.arm == arm].itertuples()} for arm in arms}
+    steps = sorted(set(by_arm[arms[0]]) | set(by_arm[arms[1]]))
+    rows = [[str(step), *cells(by_arm[arms[0]].get(step)), *cells(by_arm[arms[1]].get(step))] for step in steps]
+    header = [f"{arm} {column}" for arm in arms for column in ("seeds", "drop", "learned-order accuracy", "p", "r")]
+    return markdown(["outer step", *header], rows)
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -85,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                          "--study strength --seeds 3")
     print("\nevery arm at its last snapshot (final test accuracy: all 10,000 test images; cost: cosine's minus the "
           "arm's)\n\n" + summary_markdown(strength.final_summary(teachers, ablation)))
-    for title, arms in HYPOTHESES.items():
-        if set(arms) & set(table.arm) - {"cosine"}:
-            print(f"\n{title}\n\n" + hypothesis_markdown(table, arms))
+    for dataset, measured in table.groupby("dataset", sort=False):
+        for title, arms in HYPOTHESES.items():
+            if arms[1] in set(measured.arm):
+                print(f"\n{title} ({dataset})\n\n" + hypothesis_markdown(measured, arms))
     final = table[table.source_step == table.groupby(["dataset", "arm"]).source_step.transform("max")]
     best = final.sort_values("drop_mean", ascending=False).iloc[0]
     met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3

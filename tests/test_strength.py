@@ -200,7 +200,7 @@ def test_the_bench_script_prints_every_table_and_writes_its_csv_and_results(stre
                            "--csv-dir", str(tmp_path), "--results", str(results_json)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    for heading in ("every arm at its last snapshot", "1. meta-training length", "largest final drop",
+    for heading in ("every arm at its last snapshot", "1. meta-training length and outer-lr schedule (mnist)", "largest final drop",
                     "kept in time order and moved with the batches", "learned inner lr / momentum per step"):
         assert heading in done.stdout
     assert len(pd.read_csv(tmp_path / "strength.csv")) == 4  # two arms x two snapshots
