@@ -71,7 +71,7 @@ def schedule_ablation_markdown(moved: pd.DataFrame) -> str:
 
 def schedule_markdown(schedules: pd.DataFrame) -> str:
     """One row per (dataset, arm): the mean over seeds of each inner step's lr / momentum."""
-    means = schedules.groupby([*strength.KEYS, "inner_step"])[["lr", "momentum"]].mean().reset_index()
+    means = schedules.groupby([*strength.KEYS, "inner_step"], sort=False)[["lr", "momentum"]].mean().reset_index()
     steps = sorted(means.inner_step.unique())
     rows = [[dataset, arm, *[f"{r.lr:.3g} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
             for (dataset, _, arm), group in means.groupby(strength.KEYS, sort=False)]
