@@ -28,7 +28,9 @@ _DEFAULTS = config_to_dict(GTNConfig())
 # The study's arms by their lever values (experiments.studies.STRENGTH_LEVERS over the core's defaults).
 ARMS = {tuple({**_DEFAULTS, **levers}[lever] for lever in LEVERS): arm for arm, levers in STRENGTH_LEVERS.items()}
 ARM_ORDER = tuple(STRENGTH_LEVERS)
-KEYS = ["dataset", "experiment", "arm"]
+# A teacher group: arms of different lengths stay apart (a snapshot at step 1,000 is the end of a 1,000-step cosine
+# schedule but the middle of a 2,000-step one).
+KEYS = ["dataset", "experiment", "outer_steps", "arm"]
 
 
 def arm_of(config: dict) -> str:
@@ -61,7 +63,8 @@ def _snapshot_learners(teachers: pd.DataFrame, ablation: pd.DataFrame, moved: bo
     if moved is not None:
         learners = learners[learners.move_schedule == moved]
     return learners.drop(columns=["experiment", "dataset", "seed"]).merge(
-        teachers[["run_id", "arm", "experiment", "dataset", "seed"]].rename(columns={"run_id": "source_run_id"}),
+        teachers[["run_id", "arm", "experiment", "dataset", "outer_steps", "seed"]].rename(
+            columns={"run_id": "source_run_id"}),
         on="source_run_id")
 
 
@@ -82,9 +85,10 @@ def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_summary(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, experiment, arm): its last ablated snapshot's `drop_table` row beside the final full-test
-    accuracy (mean, sd) and mean wall minutes of the teachers ablated there, and the accuracy `cosine` gives up
-    against it on the same dataset and shape (`accuracy_cost`: cosine's mean minus the arm's, NaN without cosine)."""
+    """Per (dataset, experiment, outer_steps, arm): its last ablated snapshot's `drop_table` row beside the final
+    full-test accuracy (mean, sd) and mean wall minutes of the teachers ablated there, and what the arm costs in
+    accuracy against `cosine` of the same dataset, shape and length (`accuracy_cost`: cosine's mean minus the arm's;
+    NaN without such a cosine)."""
     table = drop_table(teachers, ablation)
     last = table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
     ablated = _snapshot_learners(teachers, ablation).merge(last[[*KEYS, "source_step"]], on=[*KEYS, "source_step"])
@@ -94,9 +98,9 @@ def final_summary(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFram
                                         wall_minutes=("wall_seconds", "mean")).reset_index()
     accuracy["wall_minutes"] /= 60
     summary = last.merge(accuracy, on=KEYS, how="left")
-    cosine = summary[summary.arm == "cosine"][["dataset", "experiment", "final_accuracy_mean"]]
-    summary = summary.merge(cosine.rename(columns={"final_accuracy_mean": "cosine_accuracy"}),
-                            on=["dataset", "experiment"], how="left")
+    shape = [key for key in KEYS if key != "arm"]
+    cosine = summary[summary.arm == "cosine"][[*shape, "final_accuracy_mean"]]
+    summary = summary.merge(cosine.rename(columns={"final_accuracy_mean": "cosine_accuracy"}), on=shape, how="left")
     summary["accuracy_cost"] = summary.pop("cosine_accuracy") - summary.final_accuracy_mean
     return _in_arm_order(summary, KEYS)
 
@@ -116,8 +120,7 @@ def goodai_reference(dataset: str, experiment: str) -> tuple[float, float] | Non
 def closest_to_goodai(table: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, experiment) that GoodAI published: the arm whose drop at its last snapshot (a `drop_table`) is
     closest to GoodAI's, with GoodAI's drop and accuracy beside it."""
-    by = ["dataset", "experiment", "arm"]
-    final = table[table.source_step == table.groupby(by).source_step.transform("max")]
+    final = table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
     reference = [goodai_reference(dataset, experiment) for dataset, experiment in zip(final.dataset, final.experiment)]
     final = final[[r is not None for r in reference]]
     reference = [r for r in reference if r is not None]
@@ -135,8 +138,8 @@ def learned_schedules(store: results.Store, teachers: pd.DataFrame) -> pd.DataFr
         info = store.info(teacher.run_id)
         for step, (lr, momentum) in enumerate(zip(info.get("final_inner_lrs", []),
                                                   info.get("final_inner_momenta", [])), start=1):
-            rows.append((teacher.dataset, teacher.experiment, teacher.arm, teacher.seed, teacher.run_id, step, lr,
-                         momentum))
+            rows.append((teacher.dataset, teacher.experiment, teacher.outer_steps, teacher.arm, teacher.seed,
+                         teacher.run_id, step, lr, momentum))
     frame = pd.DataFrame(rows, columns=[*KEYS, "seed", "run_id", "inner_step", "lr", "momentum"])
     return _in_arm_order(frame, [*KEYS, "seed", "inner_step"])
 

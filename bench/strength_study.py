@@ -21,6 +21,7 @@ from record import command_line, entry, merge_results, study_arguments
 from willis_studies import markdown, plus_minus
 
 from analysis import results, strength
+from experiments.studies import STUDY_OUTER_STEPS
 
 HYPOTHESES = {"1. meta-training length and outer-lr schedule": ("cosine", "constant"),
               "2. one learned inner lr/momentum for all steps": ("cosine", "shared"),
@@ -70,12 +71,18 @@ def schedule_ablation_markdown(moved: pd.DataFrame) -> str:
 
 
 def schedule_markdown(schedules: pd.DataFrame) -> str:
-    """One row per (dataset, arm): the mean over seeds of each inner step's lr / momentum."""
+    """One row per (dataset, outer steps, arm): the mean over seeds of each inner step's lr / momentum."""
     means = schedules.groupby([*strength.KEYS, "inner_step"], sort=False)[["lr", "momentum"]].mean().reset_index()
     steps = sorted(means.inner_step.unique())
-    rows = [[dataset, arm, *[f"{r.lr:.3g} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
-            for (dataset, _, arm), group in means.groupby(strength.KEYS, sort=False)]
-    return markdown(["dataset", "arm", *[f"step {step}" for step in steps]], rows)
+    rows = [[dataset, str(outer_steps), arm,
+             *[f"{r.lr:.3g} / {r.momentum:.2f}" for r in group.sort_values("inner_step").itertuples()]]
+            for (dataset, _, outer_steps, arm), group in means.groupby(strength.KEYS, sort=False)]
+    return markdown(["dataset", "outer steps", "arm", *[f"step {step}" for step in steps]], rows)
+
+
+def length_suffix(outer_steps: int) -> str:
+    """'' for the study's own length (2,000 outer steps), '_<N>steps' for another, so that results keep both."""
+    return "" if outer_steps == STUDY_OUTER_STEPS["strength"] else f"_{outer_steps}steps"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,11 +98,11 @@ def main(argv: list[str] | None = None) -> None:
                          "--study strength --seeds 3")
     print("\nevery arm at its last snapshot (final test accuracy: all 10,000 test images; cost: cosine's minus the "
           "arm's)\n\n" + summary_markdown(strength.final_summary(teachers, ablation)))
-    for dataset, measured in table.groupby("dataset", sort=False):
+    for (dataset, outer_steps), measured in table.groupby(["dataset", "outer_steps"], sort=False):
         for title, arms in HYPOTHESES.items():
             if arms[1] in set(measured.arm):
-                print(f"\n{title} ({dataset})\n\n" + hypothesis_markdown(measured, arms))
-    final = table[table.source_step == table.groupby(["dataset", "arm"]).source_step.transform("max")]
+                print(f"\n{title} ({dataset}, {outer_steps} outer steps)\n\n" + hypothesis_markdown(measured, arms))
+    final = table[table.source_step == table.groupby(strength.KEYS).source_step.transform("max")]
     best = final.sort_values("drop_mean", ascending=False).iloc[0]
     met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3
     print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step}, "
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\nthe learned inner lr / momentum per step (mean over seeds), final teachers\n\n" + schedule_markdown(schedules))
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
     command = command_line("bench/strength_study.py", argv)
-    merge_results([entry(f"strength_{r.dataset}_{r.arm}_final_drop", round(float(r.drop_mean), 4), "accuracy",
+    merge_results([entry(f"strength_{r.dataset}_{r.arm}{length_suffix(r.outer_steps)}_final_drop", round(float(r.drop_mean), 4), "accuracy",
                          TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
                                                     f"{r.wilcoxon_p:.2g} over {r.pairs} pairs")
                    for r in final.itertuples()], args.results)

@@ -133,6 +133,17 @@ def test_the_final_summary_sets_each_arms_last_snapshot_beside_its_accuracy_and_
     assert (summary.wall_minutes * 60).to_dict() == pytest.approx(teachers.set_index("arm").wall_seconds.to_dict())
 
 
+def test_teachers_of_another_length_form_their_own_group(strength_study):
+    teachers = strength.strength_runs(strength_study.runs)
+    ablation = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
+    longer = teachers.assign(outer_steps=teachers.outer_steps.where(teachers.arm == "cosine", 12))
+    summary = strength.final_summary(longer, ablation).set_index("arm")
+    assert summary.outer_steps.to_dict() == {"cosine": 6, "constant": 12}
+    assert summary.accuracy_cost["cosine"] == 0 and pd.isna(summary.accuracy_cost["constant"])  # no cosine of 12
+    both = longer.assign(arm="cosine")  # the same arm at two lengths: two groups, never one mean over them
+    assert strength.drop_table(both, ablation).groupby("outer_steps").seeds.max().to_dict() == {6: 1, 12: 1}
+
+
 def test_the_schedule_table_sets_the_drop_with_the_schedule_moved_beside_the_kept_one(strength_study):
     teachers = strength.strength_runs(strength_study.runs)
     both = results.load_ablation(strength_study.store, strength_study.runs, snapshots=True, moved_schedule=True)
@@ -200,9 +211,10 @@ def test_the_bench_script_prints_every_table_and_writes_its_csv_and_results(stre
                            "--csv-dir", str(tmp_path), "--results", str(results_json)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    for heading in ("every arm at its last snapshot", "1. meta-training length and outer-lr schedule (mnist)", "largest final drop",
+    for heading in ("every arm at its last snapshot", "1. meta-training length and outer-lr schedule (mnist, ", "largest final drop",
                     "kept in time order and moved with the batches", "learned inner lr / momentum per step"):
         assert heading in done.stdout
     assert len(pd.read_csv(tmp_path / "strength.csv")) == 4  # two arms x two snapshots
     names = {entry["name"] for entry in json.loads(results_json.read_text())}
-    assert names == {"strength_mnist_cosine_final_drop", "strength_mnist_constant_final_drop"}
+    # the smoke teachers' 6 outer steps are not the study's 2,000: their entries say so
+    assert names == {"strength_mnist_cosine_6steps_final_drop", "strength_mnist_constant_6steps_final_drop"}
