@@ -84,13 +84,18 @@ def drop_table(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     return _in_arm_order(table, [*KEYS, "source_step"])
 
 
+def last_snapshots(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a `drop_table` at each group's (`KEYS`) last snapshot step."""
+    return table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
+
+
 def final_summary(teachers: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, experiment, outer_steps, arm): its last ablated snapshot's `drop_table` row beside the final
     full-test accuracy (mean, sd) and mean wall minutes of the teachers ablated there, and what the arm costs in
     accuracy against `cosine` of the same dataset, shape and length (`accuracy_cost`: cosine's mean minus the arm's;
     NaN without such a cosine)."""
     table = drop_table(teachers, ablation)
-    last = table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
+    last = last_snapshots(table)
     ablated = _snapshot_learners(teachers, ablation).merge(last[[*KEYS, "source_step"]], on=[*KEYS, "source_step"])
     chosen = teachers[teachers.run_id.isin(ablated.source_run_id)]
     accuracy = chosen.groupby(KEYS).agg(final_accuracy_mean=("final_accuracy", "mean"),
@@ -120,7 +125,7 @@ def goodai_reference(dataset: str, experiment: str) -> tuple[float, float] | Non
 def closest_to_goodai(table: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, experiment) that GoodAI published: the arm whose drop at its last snapshot (a `drop_table`) is
     closest to GoodAI's, with GoodAI's drop and accuracy beside it."""
-    final = table[table.source_step == table.groupby(KEYS).source_step.transform("max")]
+    final = last_snapshots(table)
     reference = [goodai_reference(dataset, experiment) for dataset, experiment in zip(final.dataset, final.experiment)]
     final = final[[r is not None for r in reference]]
     reference = [r for r in reference if r is not None]

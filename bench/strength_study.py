@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         for title, arms in HYPOTHESES.items():
             if arms[1] in set(measured.arm):
                 print(f"\n{title} ({dataset}, {outer_steps} outer steps)\n\n" + hypothesis_markdown(measured, arms))
-    final = table[table.source_step == table.groupby(strength.KEYS).source_step.transform("max")]
+    final = strength.last_snapshots(table)
     best = final.sort_values("drop_mean", ascending=False).iloc[0]
     met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3
     print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step}, "

@@ -68,12 +68,12 @@ def main(_run, source_run_id, source_store, source_step, move_schedule, repeats,
     """Load the source teacher, run the paired learners, log both accuracy lists and their medians."""
     if not isinstance(test_size, int) or test_size < 1:
         raise ValueError(f"test_size={test_size!r}: expected a positive number of test images")
+    if not isinstance(move_schedule, bool):
+        raise ValueError(f"move_schedule={move_schedule!r}: expected True or False")
     teacher, cfg, data, _ = load_source_teacher(source_run_id, source_store, data_root, resolve_device(device),
                                                 source_step)
     images, labels = data.test_images[:test_size], data.test_labels[:test_size]
     accuracies = {order: [] for order in ORDERS}
-    if not isinstance(move_schedule, bool):
-        raise ValueError(f"move_schedule={move_schedule!r}: expected True or False")
     trials = shuffle_ablation(teacher, cfg, images, labels, repeats, seeded_generator(seed, stream=ABLATION),
                               move_schedule)
     for trial in tqdm(trials, total=2 * repeats, desc=f"ablation of run {source_run_id}", disable=not progress):

@@ -124,6 +124,13 @@ def test_ablation_names_a_missing_source_run(tmp_path, clean_observers):
         shuffle_ablation.ex.run(config_updates={"source_run_id": "99", "source_store": str(tmp_path), "progress": False})
 
 
+def test_ablation_refuses_a_move_schedule_that_is_not_a_bool_before_reading_its_teacher(tmp_path, clean_observers):
+    shuffle_ablation.ex.observers[:] = []
+    with pytest.raises(ValueError, match="move_schedule='yes': expected True or False"):  # run 99 does not exist
+        shuffle_ablation.ex.run(config_updates={"source_run_id": "99", "source_store": str(tmp_path), "progress": False,
+                                                "move_schedule": "yes"})
+
+
 def test_ray_local_runs_a_smoke_grid(tmp_path):
     pytest.importorskip("ray")
     result = _runner(*GRID, "--ray", "local", "--no-ablation", store=tmp_path)
