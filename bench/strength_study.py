@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     final = strength.last_snapshots(table)
     best = final.sort_values("drop_mean", ascending=False).iloc[0]
     met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3
-    print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step}, "
+    print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step} of "
+          f"{best.outer_steps}, "
           f"p {best.wilcoxon_p:.2g}, {best.seeds} seeds: target (>= {TARGET_DROP}, p < {TARGET_P}, 3 seeds) "
           + ("met" if met else "not met"))
     for r in strength.closest_to_goodai(table).itertuples():
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nthe learned inner lr / momentum per step (mean over seeds), final teachers\n\n" + schedule_markdown(schedules))
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
     command = command_line("bench/strength_study.py", argv)
-    merge_results([entry(f"strength_{r.dataset}_{r.arm}{length_suffix(r.outer_steps)}_final_drop", round(float(r.drop_mean), 4), "accuracy",
-                         TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
+    merge_results([entry(f"strength_{r.dataset}_{r.arm}{length_suffix(r.outer_steps)}_final_drop",
+                         round(float(r.drop_mean), 4), "accuracy", TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
                                                     f"{r.wilcoxon_p:.2g} over {r.pairs} pairs")
                    for r in final.itertuples()], args.results)
 
