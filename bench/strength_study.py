@@ -106,9 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     best = final.sort_values("drop_mean", ascending=False).iloc[0]
     met = best.drop_mean >= TARGET_DROP and best.wilcoxon_p < TARGET_P and best.seeds >= 3
     print(f"\nlargest final drop: {best.arm} ({best.dataset}) {best.drop_mean:.3f} at step {best.source_step} of "
-          f"{best.outer_steps}, "
-          f"p {best.wilcoxon_p:.2g}, {best.seeds} seeds: target (>= {TARGET_DROP}, p < {TARGET_P}, 3 seeds) "
-          + ("met" if met else "not met"))
+          f"{best.outer_steps}, p {best.wilcoxon_p:.2g}, {best.seeds} seeds: "
+          f"target (>= {TARGET_DROP}, p < {TARGET_P}, 3 seeds) " + ("met" if met else "not met"))
     for r in strength.closest_to_goodai(table).itertuples():
         print(f"closest to GoodAI's drop ({r.goodai_drop:.3f} at accuracy {r.goodai_accuracy:.3f}, {r.dataset} "
               f"{r.experiment}): {r.arm}, drop {plus_minus(r.drop_mean, r.drop_sd)} at learned-order accuracy "
@@ -122,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     table.to_csv(args.csv_dir / "strength.csv", index=False, float_format="%.5f")
     command = command_line("bench/strength_study.py", argv)
     merge_results([entry(f"strength_{r.dataset}_{r.arm}{length_suffix(r.outer_steps)}_final_drop",
-                         round(float(r.drop_mean), 4), "accuracy", TARGET_DROP, command, note=f"outer step {r.source_step}, {r.seeds} seed(s), Wilcoxon p "
-                                                    f"{r.wilcoxon_p:.2g} over {r.pairs} pairs")
+                         round(float(r.drop_mean), 4), "accuracy", TARGET_DROP, command,
+                         note=f"outer step {r.source_step}, {r.seeds} seed(s), "
+                              f"Wilcoxon p {r.wilcoxon_p:.2g} over {r.pairs} pairs")
                    for r in final.itertuples()], args.results)
 
 
